@@ -1,0 +1,49 @@
+"""The gateway's connection pools, one per upstream service, opened in the app lifespan and closed on
+shutdown; `bind` hands each GraphQL request clients that carry its caller's identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.clients.base import Caller, open_pool
+from gateway.clients.leads import LeadsClient
+from gateway.clients.reporting import ReportingClient
+from services.common.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The upstream clients of one request."""
+
+    leads: LeadsClient
+    reporting: ReportingClient
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPools:
+    leads: httpx.AsyncClient
+    reporting: httpx.AsyncClient
+
+    @classmethod
+    def open(
+        cls, settings: Settings, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
+    ) -> UpstreamPools:
+        """`transports` replaces the network for the named services (tests pass httpx.MockTransport)."""
+        transports = transports or {}
+        return cls(
+            leads=open_pool(settings.leads_url, transports.get("leads")),
+            reporting=open_pool(settings.reporting_url, transports.get("reporting")),
+        )
+
+    def bind(self, caller: Caller) -> Clients:
+        return Clients(
+            leads=LeadsClient(self.leads, caller), reporting=ReportingClient(self.reporting, caller)
+        )
+
+    async def aclose(self) -> None:
+        for pool in (self.leads, self.reporting):
+            await pool.aclose()

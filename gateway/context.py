@@ -1,0 +1,80 @@
+"""The typed context every resolver receives: who is calling, their clients and their DataLoaders.
+
+`get_context` is the GraphQL router's context getter; it is also where the bearer token is verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import strawberry
+from starlette.requests import HTTPConnection, Request
+from strawberry.fastapi import BaseContext
+
+from gateway.clients.base import Caller
+from gateway.clients.pools import Clients, UpstreamPools
+from gateway.loaders.leads import LeadLoader, create_lead_loader
+from services.common.auth import Principal, get_verifier
+from services.common.observability import request_id_var
+from services.common.problems import Unauthorized
+
+
+@dataclass(frozen=True, slots=True)
+class Loaders:
+    lead: LeadLoader
+
+    @classmethod
+    def create(cls, clients: Clients) -> Loaders:
+        return cls(lead=create_lead_loader(clients.leads))
+
+
+class GatewayContext(BaseContext):
+    def __init__(
+        self,
+        *,
+        principal: Principal,
+        token: str,
+        request_id: str | None,
+        clients: Clients,
+        loaders: Loaders,
+    ) -> None:
+        super().__init__()
+        self.principal = principal
+        self.token = token
+        self.request_id = request_id
+        self.clients = clients
+        self.loaders = loaders
+
+
+Info = strawberry.Info[GatewayContext, None]
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Send a bearer token in the Authorization header.")
+    return token
+
+
+async def get_context(connection: HTTPConnection) -> GatewayContext | None:
+    """The context of a POST /graphql, or 401 before any upstream is called.
+
+    Only POST runs operations (queries over GET and websocket subprotocols are switched off in the app),
+    so a GET, which can only load GraphiQL, gets no context and needs no token.
+    """
+    if not isinstance(connection, Request) or connection.method != "POST":
+        return None
+    token = bearer_token(connection)
+    principal = await get_verifier(connection).verify(token)
+    request_id = request_id_var.get()
+    pools = cast(UpstreamPools, connection.app.state.upstreams)
+    clients = pools.bind(Caller(token=token, request_id=request_id))
+    return GatewayContext(
+        principal=principal,
+        token=token,
+        request_id=request_id,
+        clients=clients,
+        loaders=Loaders.create(clients),
+    )

@@ -1,0 +1,1 @@
+"""Per-request DataLoaders that batch upstream reads, one module per domain."""

@@ -1,0 +1,103 @@
+"""The database a service owns: an asyncpg pool on its own role, and one transaction per request.
+
+Tables are declared with SQLModel (the source of truth Alembic migrates from); queries run on asyncpg with
+SQL in each service's repository, which keeps the write path at a few hundred microseconds of CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, TypeAlias
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+from fastapi import Depends, Request
+
+from services.common.settings import Settings
+
+# A connection of our own, or one lent by the pool: the code that uses it cannot tell the difference.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+def asyncpg_dsn(url: str) -> str:
+    """SQLAlchemy-style URLs (postgresql+asyncpg://) to the plain form asyncpg takes."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql{sep}{rest}" if sep and scheme.startswith("postgres") else url
+
+
+def service_dsn(settings: Settings, service: str) -> str:
+    explicit = os.environ.get(f"VORONKA_{service.upper()}_DATABASE_URL")
+    return asyncpg_dsn(explicit or settings.service_database_url(service))
+
+
+async def _init_connection(conn: Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+    )
+
+
+class Database:
+    def __init__(self, dsn: str, *, schema: str, min_size: int = 2, max_size: int = 20) -> None:
+        self.dsn = asyncpg_dsn(dsn)
+        self.schema = schema
+        self._min = min_size
+        self._max = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self._min,
+            max_size=self._max,
+            init=_init_connection,
+            server_settings={
+                "search_path": self.schema,
+                "application_name": f"voronka-{self.schema}",
+                # A forgotten transaction must not hold back the outbox's visibility horizon.
+                "idle_in_transaction_session_timeout": "60000",
+            },
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the database is not connected")
+        return self._pool
+
+    async def listen_connection(self) -> asyncpg.Connection:
+        """A dedicated connection (outside the pool) for LISTEN."""
+        conn: asyncpg.Connection = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+        return conn
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def transaction(request: Request) -> AsyncIterator[Any]:
+    """One transaction per request, committed at the edge before the response is sent."""
+    db = get_database(request)
+    async with db.pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+# scope="function": the commit happens when the endpoint returns, before the response goes out, so an
+# acknowledged write is durable and a failed commit turns into an error response instead of a lie.
+Tx = Annotated[Connection, Depends(transaction, scope="function")]
+
+
+async def read_connection(request: Request) -> AsyncIterator[Any]:
+    db = get_database(request)
+    async with db.pool.acquire() as conn:
+        yield conn
+
+
+ReadConn = Annotated[Connection, Depends(read_connection, scope="function")]

@@ -1,0 +1,90 @@
+"""Writing events: the transactional outbox, and the operator's view of dead letters.
+
+`publish` inserts the event in the caller's transaction, so the state change and its announcement commit
+together or not at all; the dispatcher delivers it after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from services.common.db import Connection
+from services.common.ids import new_id
+from services.common.observability import current_traceparent
+from services.common.settings import SERVICES
+from services.contracts import EventPayload
+
+
+def notify_channel(schema: str) -> str:
+    return f"{schema}_outbox"
+
+
+def checked_schema(schema: str) -> str:
+    # Schema names are interpolated into SQL; only the four known ones may pass.
+    if schema not in SERVICES:
+        raise ValueError(f"unknown service schema {schema!r}")
+    return schema
+
+
+async def publish(
+    conn: Connection,
+    payload: EventPayload,
+    *,
+    workspace_id: uuid.UUID,
+    subject: uuid.UUID | str,
+) -> dict[str, Any]:
+    """Adds the event to the producer's outbox inside the current transaction; returns the CloudEvent."""
+    schema = checked_schema(payload.producer)
+    event_id = new_id()
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": f"/voronka/{schema}",
+        "type": payload.type(),
+        "subject": str(subject),
+        "time": now.isoformat(),
+        "datacontenttype": "application/json",
+        "workspaceid": str(workspace_id),
+        "traceparent": current_traceparent(),
+        "data": payload.model_dump(mode="json"),
+    }
+    # One round trip: the insert, and a wake-up for the dispatchers delivered when the transaction commits.
+    await conn.execute(
+        f"""
+        WITH added AS (
+            INSERT INTO {schema}.outbox (workspace_id, id, type, subject, occurred_at, event)
+            VALUES ($1, $2, $3, $4, $5, $6)
+        )
+        SELECT pg_notify('{notify_channel(schema)}', '')
+        """,
+        workspace_id, event_id, event["type"], event["subject"], now, event,
+    )
+    return event
+
+
+async def list_dead_letters(conn: Connection, schema: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"""
+        SELECT subscriber, workspace_id, event_id, position, type, error, attempts, status, dead_at, redriven_at
+        FROM {checked_schema(schema)}.dead_letters
+        WHERE status <> 'redriven'
+        ORDER BY dead_at, position
+        """
+    )
+    return [dict(row) for row in rows]
+
+
+async def redrive_dead_letters(conn: Connection, schema: str, event_id: uuid.UUID | None) -> int:
+    """Asks the dispatcher to deliver dead letters again (all, or one event); returns how many."""
+    result: str = await conn.execute(
+        f"""
+        UPDATE {checked_schema(schema)}.dead_letters SET status = 'redrive'
+        WHERE status = 'dead' AND ($1::uuid IS NULL OR event_id = $1)
+        """,
+        event_id,
+    )
+    await conn.execute(f"SELECT pg_notify('{notify_channel(schema)}', '')")
+    return int(result.split()[-1])

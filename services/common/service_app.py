@@ -1,0 +1,64 @@
+"""The FastAPI application every service is built from: auth, errors, logs, metrics, events, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from services.common import events_api, health
+from services.common.db import Database, service_dsn
+from services.common.dispatcher import Dispatcher
+from services.common.inbox import Handler, Inbox
+from services.common.observability import RequestContextMiddleware, configure_logging
+from services.common.problems import install_problem_handlers
+from services.common.settings import get_settings
+from services.common.signing import DeliverySigner
+
+
+def create_service_app(
+    service: str,
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    handlers: Mapping[str, Handler] | None = None,
+) -> FastAPI:
+    settings = get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(service, settings.log_level)
+        db = Database(
+            service_dsn(settings, service), schema=service,
+            min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+        )
+        await db.connect()
+        app.state.db = db
+        app.state.inbox = Inbox(db, service, handlers or {})
+        dispatcher = Dispatcher(service, db, settings)
+        app.state.dispatcher = dispatcher
+        if settings.dispatcher_enabled:
+            await dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+            await db.close()
+
+    app = FastAPI(
+        title=title,
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.env != "production" else None,
+    )
+    app.state.service = service
+    app.state.signer = DeliverySigner(settings.events_secret.get_secret_value())
+    app.state.migration_heads = health.migration_heads(service)
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(events_api.router)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, service=service)
+    return app

@@ -1,0 +1,111 @@
+"""Configuration shared by every process, read from VORONKA_* environment variables.
+
+Each service adds its own settings class with its own prefix (VORONKA_LEADS_, ...) on top of this one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Known only so that production can refuse it; never use it outside development and tests.
+DEVELOPMENT_JWT_SECRET = "voronka-development-jwt-secret-do-not-use-in-production"
+# base64 of "voronka-development-events-secret", in the Standard Webhooks whsec_ form.
+DEVELOPMENT_EVENTS_SECRET = "whsec_dm9yb25rYS1kZXZlbG9wbWVudC1ldmVudHMtc2VjcmV0"
+
+SERVICES = ("leads", "deals", "tasks", "reporting")
+Service = Literal["leads", "deals", "tasks", "reporting"]
+
+
+class InsecureSettingsError(ValueError):
+    """Raised when production is started with a development secret."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VORONKA_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+
+    # The admin URL: migrations use it as is; each service connects as its own role on the same server.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: SecretStr = SecretStr(DEVELOPMENT_JWT_SECRET)
+    jwks_url: str | None = None
+    jwt_issuer: str = "voronka"
+    jwt_audience: str = "voronka"
+
+    # Standard Webhooks secret that signs event deliveries between services.
+    events_secret: SecretStr = SecretStr(DEVELOPMENT_EVENTS_SECRET)
+    events_tolerance_seconds: int = 300
+
+    leads_url: str = "http://127.0.0.1:8001"
+    deals_url: str = "http://127.0.0.1:8002"
+    tasks_url: str = "http://127.0.0.1:8003"
+    reporting_url: str = "http://127.0.0.1:8004"
+
+    # Outbox dispatcher tuning.
+    dispatcher_enabled: bool = True
+    dispatcher_poll_seconds: float = 1.0
+    dispatcher_batch_size: int = 500
+    dispatcher_lease_seconds: float = 10.0
+    dispatcher_max_attempts: int = 8
+    dispatcher_backoff_base_seconds: float = 0.2
+    dispatcher_backoff_max_seconds: float = 30.0
+    dispatcher_timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_in_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.jwt_algorithm == "HS256" and self.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET:
+            raise InsecureSettingsError("VORONKA_JWT_SECRET must be set in production")
+        if self.jwt_algorithm == "RS256" and not self.jwks_url:
+            raise InsecureSettingsError("VORONKA_JWKS_URL must be set when VORONKA_JWT_ALGORITHM=RS256")
+        if self.events_secret.get_secret_value() == DEVELOPMENT_EVENTS_SECRET:
+            raise InsecureSettingsError("VORONKA_EVENTS_SECRET must be set in production")
+        return self
+
+    def service_url(self, service: str) -> str:
+        url: str = getattr(self, f"{service}_url")
+        return url
+
+    def service_database_url(self, service: str, password: str | None = None) -> str:
+        """The URL a service connects with: the admin URL's server and database, the service's own role."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set (voronka up sets it for every process it starts)")
+        return database_url_for_role(self.database_url, role_name(service), password or role_password(service))
+
+
+def role_name(service: str) -> str:
+    return f"voronka_{service}"
+
+
+def role_password(service: str) -> str:
+    """The role's password: VORONKA_<SERVICE>_DB_PASSWORD, or a development default."""
+    import os
+
+    return os.environ.get(f"VORONKA_{service.upper()}_DB_PASSWORD", f"{role_name(service)}_dev")
+
+
+def database_url_for_role(admin_url: str, role: str, password: str) -> str:
+    parts = urlsplit(admin_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{quote(role)}:{quote(password)}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

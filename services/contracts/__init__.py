@@ -1,0 +1,18 @@
+"""The published language: event envelope, versioned payloads and the routing catalogue."""
+
+from services.contracts.catalogue import PAYLOADS, SUBSCRIPTIONS, produced_by, subscribers_of
+from services.contracts.envelope import CloudEvent, event_name, event_type
+from services.contracts.leads import LeadCreatedV1
+from services.contracts.payload import EventPayload
+
+__all__ = [
+    "PAYLOADS",
+    "SUBSCRIPTIONS",
+    "CloudEvent",
+    "EventPayload",
+    "LeadCreatedV1",
+    "event_name",
+    "event_type",
+    "produced_by",
+    "subscribers_of",
+]

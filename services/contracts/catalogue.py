@@ -1,0 +1,31 @@
+"""Every event type, who publishes it and who subscribes to it.
+
+Producers fan out from this table; consumers declare what they handle here too, so the routing is reviewed
+in one place. docs/architecture.md mirrors it for humans.
+"""
+
+from __future__ import annotations
+
+from services.contracts.leads import LeadCreatedV1
+from services.contracts.payload import EventPayload
+
+PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (LeadCreatedV1,)}
+
+# consumer service -> the event names it subscribes to
+SUBSCRIPTIONS: dict[str, frozenset[str]] = {
+    "reporting": frozenset({"lead.created"}),
+}
+
+
+def produced_by(service: str) -> frozenset[str]:
+    return frozenset(model.event for model in PAYLOADS.values() if model.producer == service)
+
+
+def subscribers_of(service: str) -> dict[str, frozenset[str]]:
+    """For a producer: each consumer and the subset of this producer's events it wants."""
+    produced = produced_by(service)
+    return {
+        consumer: names & produced
+        for consumer, names in SUBSCRIPTIONS.items()
+        if consumer != service and names & produced
+    }

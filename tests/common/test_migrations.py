@@ -1,0 +1,94 @@
+"""Migrations and models agree, and each service's role can touch only its own schema."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from services.common.alembic_env import sqlalchemy_url
+from services.common.settings import SERVICES, get_settings, role_name
+
+
+def _metadata(service: str):
+    import importlib
+
+    return importlib.import_module(f"services.{service}.models").metadata
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_models_and_migrations_do_not_differ(database_url, service):
+    engine = create_async_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+
+    def diff(connection):
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "include_schemas": True,
+                "include_name": lambda name, type_, _: name == service if type_ == "schema" else True,
+                "compare_type": True,
+                "compare_server_default": True,
+                "version_table_schema": service,
+            },
+        )
+        return compare_metadata(context, _metadata(service))
+
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(diff)
+    await engine.dispose()
+    assert differences == [], f"run: alembic -c migrations/alembic.ini -n {service} revision --autogenerate"
+
+
+async def test_a_service_role_cannot_read_another_services_schema(database_url):
+    leads_conn = await asyncpg.connect(get_settings().service_database_url("leads"))
+    try:
+        assert await leads_conn.fetchval("SELECT count(*) FROM leads.leads") == 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await leads_conn.fetchval("SELECT count(*) FROM reporting.lead_facts")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await leads_conn.execute("CREATE TABLE public.sneaky (id int)")
+    finally:
+        await leads_conn.close()
+
+
+async def test_every_table_is_keyed_by_workspace_first(admin_db):
+    """Tables can later be distributed by workspace_id (Citus): it leads every primary key."""
+    rows = await admin_db.fetch(
+        """
+        SELECT n.nspname AS schema, c.relname AS table, a.attname AS first_key_column
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+        WHERE i.indisprimary AND n.nspname = ANY($1::text[])
+        """,
+        list(SERVICES),
+    )
+    # The backbone's bookkeeping tables are per-service infrastructure, not workspace data.
+    infrastructure = {"subscriptions", "alembic_version"}
+    offenders = [
+        f"{r['schema']}.{r['table']}" for r in rows
+        if r["table"] not in infrastructure and r["first_key_column"] != "workspace_id"
+    ]
+    assert offenders == []
+    assert {r["schema"] for r in rows} == set(SERVICES)
+
+
+async def test_migrating_again_changes_nothing(database_url):
+    from services.cli.migrate import migrate
+
+    await asyncio.to_thread(migrate, database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        for service in SERVICES:
+            owner = await conn.fetchval(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = $1 AND tablename = 'outbox'", service
+            )
+            assert owner == role_name(service)
+    finally:
+        await conn.close()

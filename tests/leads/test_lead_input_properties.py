@@ -1,0 +1,52 @@
+"""Whatever a client sends as a lead, it is either accepted cleanly or refused naming the bad fields."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from services.common.problems import validation_errors
+from services.leads.schemas import LeadCreate
+
+FIELDS = ["name", "email", "phone", "company", "source", "owner_id"]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5,
+)
+bodies = st.dictionaries(st.sampled_from([*FIELDS, "fax", "Name"]) | st.text(max_size=8), json_values, max_size=7)
+
+
+@given(bodies)
+def test_any_body_is_accepted_or_refused_naming_its_fields(body):
+    try:
+        lead = LeadCreate.model_validate(body)
+    except ValidationError as exc:
+        errors = validation_errors(exc.errors())
+        assert errors
+        for error in errors:
+            field = error["field"]
+            named = [key for key in [*body, "name"] if field == key or field.startswith((f"{key}.", f"{key}["))]
+            assert named, error
+            assert error["message"]
+        return
+    assert set(body) <= set(FIELDS)
+    assert 1 <= len(lead.name) <= 200
+    assert lead.name == lead.name.strip()
+    if lead.email is not None:
+        assert lead.email == lead.email.lower()
+
+
+@given(
+    st.text(alphabet=string.ascii_letters + " ", min_size=1, max_size=30).filter(str.strip),
+    st.emails(),
+)
+def test_valid_leads_keep_their_name_and_lower_case_their_email(name, email):
+    lead = LeadCreate(name=name, email=email)
+    assert lead.name == name.strip()
+    assert lead.email is not None
+    assert lead.email == lead.email.lower()
