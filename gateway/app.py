@@ -30,10 +30,11 @@ def create_app(
 ) -> FastAPI:
     """`transports` replaces the network to the named upstream services (tests pass httpx.MockTransport)."""
     settings = settings or get_settings()
+    # At factory time, so that uvicorn's own start-up lines are JSON too.
+    configure_logging("gateway", settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("gateway", settings.log_level)
         pools = UpstreamPools.open(settings, transports)
         app.state.upstreams = pools
         try:

@@ -15,9 +15,8 @@ from strawberry.fastapi import BaseContext
 from gateway.clients.base import Caller
 from gateway.clients.pools import Clients, UpstreamPools
 from gateway.loaders.leads import LeadLoader, create_lead_loader
-from services.common.auth import Principal, get_verifier
+from services.common.auth import Principal, bearer_token, get_verifier
 from services.common.observability import request_id_var
-from services.common.problems import Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +47,6 @@ class GatewayContext(BaseContext):
 
 
 Info = strawberry.Info[GatewayContext, None]
-
-
-def bearer_token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("Send a bearer token in the Authorization header.")
-    return token
 
 
 async def get_context(connection: HTTPConnection) -> GatewayContext | None:

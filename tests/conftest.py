@@ -60,7 +60,8 @@ def server_url() -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    postgres = EmbeddedPostgres(data_dir=ROOT / ".voronka" / "test", port=int(os.environ.get("VORONKA_TEST_PG_PORT", "54339")))
+    port = int(os.environ.get("VORONKA_TEST_PG_PORT", "54339"))
+    postgres = EmbeddedPostgres(data_dir=ROOT / ".voronka" / "test", port=port)
     url = postgres.start()
     yield url
     postgres.stop()

@@ -134,12 +134,16 @@ def get_verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
-async def current_principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Send a bearer token in the Authorization header.")
-    principal = await get_verifier(request).verify(token.strip())
+    return token
+
+
+async def current_principal(request: Request) -> Principal:
+    principal = await get_verifier(request).verify(bearer_token(request))
     request.state.principal = principal
     return principal
 

@@ -104,11 +104,6 @@ class Dispatcher:
     async def start(self) -> None:
         if not self.subscribers:
             return
-        async with self.db.pool.acquire() as conn:
-            await conn.executemany(
-                f"INSERT INTO {self.schema}.subscriptions (subscriber) VALUES ($1) ON CONFLICT DO NOTHING",
-                [(s.name,) for s in self.subscribers],
-            )
         self._tasks.append(asyncio.create_task(self._listen_loop(), name=f"{self.schema}-listen"))
         self._tasks.append(asyncio.create_task(self._sequencer_loop(), name=f"{self.schema}-sequencer"))
         for subscriber in self.subscribers:
@@ -199,14 +194,29 @@ class Dispatcher:
                         break
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("sequencing the outbox failed")
+            except Exception as exc:
+                log.warning("sequencing the outbox failed", extra={"error": f"{type(exc).__name__}: {exc}"})
             await self._wait(self._new_events, self.settings.dispatcher_poll_seconds)
 
     # ---- delivery --------------------------------------------------------------------------------------
 
     async def _courier_loop(self, subscriber: Subscriber) -> None:
         wake = self._wake[subscriber.name]
+        # Not in start(): a process that starts before migrations have run must stay up (alive, not ready).
+        while True:
+            try:
+                async with self.db.pool.acquire() as conn:
+                    await conn.execute(
+                        f"INSERT INTO {self.schema}.subscriptions (subscriber) VALUES ($1) ON CONFLICT DO NOTHING",
+                        subscriber.name,
+                    )
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cannot register the subscriber yet", extra={"subscriber": subscriber.name,
+                                                                          "error": str(exc)})
+                await self._wait(wake, self.settings.dispatcher_poll_seconds)
         while True:
             try:
                 pause = await self.deliver_once(subscriber)

@@ -85,6 +85,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # One line per delivery is the dispatcher's job (metrics); httpx's own INFO line per request is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 Scope = MutableMapping[str, Any]

@@ -25,10 +25,11 @@ def create_service_app(
     handlers: Mapping[str, Handler] | None = None,
 ) -> FastAPI:
     settings = get_settings()
+    # At factory time, so that uvicorn's own start-up lines are JSON too.
+    configure_logging(service, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(service, settings.log_level)
         db = Database(
             service_dsn(settings, service), schema=service,
             min_size=settings.db_pool_min, max_size=settings.db_pool_max,

@@ -58,3 +58,36 @@ async def test_a_token_signed_with_another_key_is_unauthorized():
                         workspace_id=uuid.uuid4(), user_id=uuid.uuid4(), role=Role.admin)
     with pytest.raises(Unauthorized):
         await TokenVerifier(Settings()).verify(token)
+
+
+async def test_rs256_tokens_are_verified_against_the_jwks_url():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from services.common.testing import ServedApp, free_port
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1", "use": "sig"}
+
+    async def jwks(request):
+        return JSONResponse({"keys": [jwk]})
+
+    server = await ServedApp(Starlette(routes=[Route("/jwks.json", jwks)]), free_port()).start()
+    try:
+        settings = Settings(jwt_algorithm="RS256", jwks_url=f"{server.url}/jwks.json")
+        workspace = uuid.uuid4()
+        claims = {"iss": "voronka", "aud": "voronka", "sub": str(uuid.uuid4()), "workspace_id": str(workspace),
+                  "role": "rep", "exp": int(time.time()) + 60}
+        verifier = TokenVerifier(settings)
+        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+        assert (await verifier.verify(token)).workspace_id == workspace
+        unknown_kid = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k2"})
+        with pytest.raises(Unauthorized):
+            await verifier.verify(unknown_kid)
+        hs256 = issue_token(Settings(), workspace_id=workspace, user_id=uuid.uuid4(), role=Role.admin)
+        with pytest.raises(Unauthorized):
+            await verifier.verify(hs256)
+    finally:
+        await server.stop()

@@ -11,11 +11,14 @@ import asyncio
 import os
 import signal
 import socket
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import orjson
 import pytest
 
@@ -139,6 +142,31 @@ async def launcher(database_url: str) -> AsyncIterator[Launcher]:
         yield running
     finally:
         await running.stop_all()
+
+
+@pytest.fixture
+async def unmigrated_launcher(server_url: str) -> AsyncIterator[Launcher]:
+    """A launcher on a database nobody has migrated yet: the first deploy, before `voronka migrate`."""
+    name = f"voronka_e2e_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    running = Launcher(with_database(server_url, name), free_port_block(), process_env())
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
 ASGIApp = Callable[..., Any]

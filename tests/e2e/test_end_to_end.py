@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 from prometheus_client import REGISTRY
 
-from services.cli.supervisor import Stack
+from services.cli.migrate import migrate
 from services.common.auth import Role
 from services.common.testing import auth_headers, eventually, token_for
 
@@ -82,6 +82,14 @@ def events_applied(outcome: str) -> float:
     return value or 0.0
 
 
+async def event_ids_of_leads(admin_db: asyncpg.Connection, lead_ids: set[str]) -> list[str]:
+    rows = await admin_db.fetch(
+        "SELECT id FROM leads.outbox WHERE type = 'voronka.lead.created.v1' AND subject = ANY($1::text[])",
+        sorted(lead_ids),
+    )
+    return [str(row["id"]) for row in rows]
+
+
 def lease_holder_pid(subscription: asyncpg.Record) -> int | None:
     owner: str | None = subscription["lease_owner"]  # "<hostname>:<pid>:<hex>"
     return int(owner.rsplit(":", 2)[1]) if owner else None
@@ -90,7 +98,7 @@ def lease_holder_pid(subscription: asyncpg.Record) -> int | None:
 # -- through the gateway --------------------------------------------------------------------------------
 
 
-async def test_slice_from_graphql_to_the_funnel(full_stack: Stack, workspace: uuid.UUID) -> None:
+async def test_slice_from_graphql_to_the_funnel(full_stack, workspace):
     token = token_for(workspace, Role.admin)
     async with httpx.AsyncClient(base_url=full_stack.gateway_url, timeout=10) as gateway:
         created = []
@@ -142,10 +150,56 @@ async def test_slice_from_graphql_to_the_funnel(full_stack: Stack, workspace: uu
         assert (await graphql_data(gateway, stranger, LEADS, first=10))["leads"]["edges"] == []
 
 
+async def test_stats_go_dark_alone_while_reporting_is_down_and_catch_up_when_it_is_back(
+    launcher, workspace
+):
+    token = token_for(workspace, Role.admin)
+    await launcher.start("leads")
+    await launcher.start("gateway")
+    async with httpx.AsyncClient(base_url=launcher.url("gateway"), timeout=10) as gateway:
+        created = await graphql_data(gateway, token, CREATE_LEAD, input={"name": "Ada", "source": "web_form"})
+        lead_id = created["createLead"]["lead"]["id"]
+
+        both = "{ leadStats { total } leads(first: 5) { edges { node { id } } } }"
+        response = await graphql(gateway, token, both)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["data"]["leadStats"] is None
+        assert [(e["path"], e["message"]) for e in body["errors"]] == [
+            (["leadStats"], "reporting service unavailable")
+        ]
+        assert [edge["node"]["id"] for edge in body["data"]["leads"]["edges"]] == [lead_id]
+
+        # The lead.created event waited in the outbox; the funnel counts it once reporting is back.
+        await launcher.start("reporting")
+        stats = await eventually(
+            lambda: graphql(gateway, token, LEAD_STATS),
+            lambda r: ((r.json().get("data") or {}).get("leadStats") or {}).get("total") == 1,
+        )
+        assert stats.json() == {"data": {"leadStats": {"total": 1, "bySource": [{"source": "web_form", "count": 1}]}}}
+
+
+async def test_a_service_started_before_migrations_is_alive_but_not_ready_until_migrated(
+    unmigrated_launcher, admin_token
+):
+    # Deploys start the service and the migration job side by side: until the schema is there the process
+    # must stay up and say "not ready" (so it gets no traffic), not crash.
+    leads = await unmigrated_launcher.start("leads")
+    async with httpx.AsyncClient(base_url=leads.url, timeout=10) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 503
+
+        await asyncio.to_thread(migrate, unmigrated_launcher.database_url)
+
+        await eventually(lambda: client.get("/readyz"), lambda r: r.status_code == 200)
+        response = await client.post("/v1/leads", json={"name": "Ada"}, headers=auth_headers(admin_token))
+        assert response.status_code == 201, response.text
+
+
 # -- the event backbone when processes come and go --------------------------------------------------------
 
 
-async def test_consumer_down_while_500_events_are_produced(launcher, admin_db, admin_token) -> None:
+async def test_consumer_down_while_500_events_are_produced(launcher, admin_db, admin_token):
     await launcher.start("leads")
     reporting = await launcher.start("reporting")
     leads_url = launcher.url("leads")
@@ -174,7 +228,7 @@ async def test_consumer_down_while_500_events_are_produced(launcher, admin_db, a
 
 async def test_dispatcher_killed_mid_delivery_redelivers_and_the_consumer_applies_once(
     launcher, watched_reporting, admin_db, admin_token
-) -> None:
+):
     leads = await launcher.start("leads")
     ids = await create_leads(launcher.url("leads"), admin_token, 20)
     # Every event positioned before the consumer appears, so they all travel in its first delivery.
@@ -214,7 +268,7 @@ async def test_dispatcher_killed_mid_delivery_redelivers_and_the_consumer_applie
 
 async def test_two_leads_replicas_share_one_outbox_without_double_delivery(
     launcher, watched_reporting, admin_db, admin_token
-) -> None:
+):
     consumer = await watched_reporting()
     replicas = [await launcher.start("leads", name="leads-a"), await launcher.start_replica("leads", "leads-b")]
     ids: list[str] = []
@@ -241,11 +295,3 @@ async def test_two_leads_replicas_share_one_outbox_without_double_delivery(
     assert set(delivered) == set(await event_ids_of_leads(admin_db, lead_ids | set(more)))
     assert set(delivered.values()) == {1}
     assert (await admin_db.fetchval(INBOX), await admin_db.fetchval(DEAD_LETTERS)) == (50, 0)
-
-
-async def event_ids_of_leads(admin_db: asyncpg.Connection, lead_ids: set[str]) -> list[str]:
-    rows = await admin_db.fetch(
-        "SELECT id FROM leads.outbox WHERE type = 'voronka.lead.created.v1' AND subject = ANY($1::text[])",
-        sorted(lead_ids),
-    )
-    return [str(row["id"]) for row in rows]
