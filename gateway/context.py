@@ -16,7 +16,7 @@ from gateway.clients.base import Caller
 from gateway.clients.pools import Clients, UpstreamPools
 from gateway.loaders.leads import LeadLoader, create_lead_loader
 from services.common.auth import Principal, bearer_token, get_verifier
-from services.common.observability import request_id_var
+from services.common.observability import current_traceparent, request_id_var
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ async def get_context(connection: HTTPConnection) -> GatewayContext | None:
     principal = await get_verifier(connection).verify(token)
     request_id = request_id_var.get()
     pools = cast(UpstreamPools, connection.app.state.upstreams)
-    clients = pools.bind(Caller(token=token, request_id=request_id))
+    clients = pools.bind(Caller(token=token, request_id=request_id, traceparent=current_traceparent()))
     return GatewayContext(
         principal=principal,
         token=token,

@@ -27,11 +27,15 @@ class Caller:
 
     token: str
     request_id: str | None
+    # The gateway's span of the caller's trace: the services continue it, and so do the events they publish.
+    traceparent: str | None = None
 
     def headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.token}"}
         if self.request_id:
             headers["X-Request-ID"] = self.request_id
+        if self.traceparent:
+            headers["traceparent"] = self.traceparent
         return headers
 
 
@@ -120,12 +124,14 @@ class ServiceClient:
         ok: Collection[int],
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """The response if its status is one of `ok`; otherwise the matching gateway error is raised."""
+        sent = self._caller.headers()
+        if headers:
+            sent.update(headers)
         try:
-            response = await self._http.request(
-                method, path, params=params, json=json, headers=self._caller.headers()
-            )
+            response = await self._http.request(method, path, params=params, json=json, headers=sent)
         except httpx.TransportError as exc:
             # Refused connections, DNS failures and timeouts all look the same to the client: try later.
             log.warning(

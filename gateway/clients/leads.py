@@ -54,8 +54,12 @@ class NewLead(BaseModel):
 class LeadsClient(ServiceClient):
     service = "leads"
 
-    async def create(self, lead: NewLead) -> LeadRecord:
-        response = await self._send("POST", "/v1/leads", ok=(201,), json=lead.model_dump(mode="json"))
+    async def create(self, lead: NewLead, *, idempotency_key: str | None = None) -> LeadRecord:
+        """A retry with the same `idempotency_key` gets the first answer back instead of a second lead."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        response = await self._send(
+            "POST", "/v1/leads", ok=(201,), json=lead.model_dump(mode="json"), headers=headers
+        )
         return LeadRecord.model_validate_json(response.content)
 
     async def page(self, *, limit: int, cursor: str | None) -> LeadPage:

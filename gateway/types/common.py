@@ -27,8 +27,13 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+# Request headers the services name in field errors, and the input fields they come from.
+HEADER_FIELDS = {"Idempotency-Key": "idempotency_key"}
+
+
 def field_path(argument: str, upstream_field: str) -> list[str]:
     """Upstream `email` or `address.city` -> ["input", "email"] / ["input", "address", "city"]."""
+    upstream_field = HEADER_FIELDS.get(upstream_field, upstream_field)
     parts = [_camel(part) for part in upstream_field.split(".") if part and part != "body"]
     return [argument, *parts]
 

@@ -66,6 +66,13 @@ class CreateLeadInput:
     phone: str | None = None
     source: str | None = None
     company: str | None = None
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Send the same key when retrying after a network failure: within 24 hours the retry returns the "
+            "lead the first attempt created instead of a second one. Up to 255 printable ASCII characters."
+        ),
+    )
 
 
 @strawberry.type
@@ -113,7 +120,7 @@ async def create_lead(info: Info, input: CreateLeadInput) -> CreateLeadPayload:
         company=input.company,
     )
     try:
-        record = await info.context.clients.leads.create(new_lead)
+        record = await info.context.clients.leads.create(new_lead, idempotency_key=input.idempotency_key)
     except UpstreamRejected as rejected:
         return CreateLeadPayload(lead=None, user_errors=user_errors("input", rejected))
     return CreateLeadPayload(lead=Lead.from_record(record), user_errors=[])

@@ -6,8 +6,10 @@ SQL in each service's repository, which keeps the write path at a few hundred mi
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeAlias
 
 import asyncpg
@@ -38,6 +40,12 @@ async def _init_connection(conn: Connection) -> None:
     )
 
 
+async def _keep_session(conn: Connection) -> None:
+    """Replaces asyncpg's reset query (a round trip and ~30% of PostgreSQL's CPU per lead written): pooled
+    sessions never SET, LISTEN or take session-level advisory locks (LISTEN has its own connection, advisory
+    locks are transaction-level), and asyncpg still rolls back an open transaction before this runs."""
+
+
 class Database:
     def __init__(self, dsn: str, *, schema: str, min_size: int = 2, max_size: int = 20) -> None:
         self.dsn = asyncpg_dsn(dsn)
@@ -45,6 +53,7 @@ class Database:
         self._min = min_size
         self._max = max_size
         self._pool: asyncpg.Pool | None = None
+        self._gate = asyncio.Semaphore(max_size)
 
     async def connect(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -52,6 +61,7 @@ class Database:
             min_size=self._min,
             max_size=self._max,
             init=_init_connection,
+            reset=_keep_session,
             server_settings={
                 "search_path": self.schema,
                 "application_name": f"voronka-{self.schema}",
@@ -71,32 +81,42 @@ class Database:
             raise RuntimeError("the database is not connected")
         return self._pool
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, handed out first come, first served.
+
+        asyncpg's pool lets a newcomer take a connection released to a waiter, so under overload (more
+        requests in flight than connections) some requests waited half a second while others never waited:
+        p99 was 6x the baseline's at 64 clients. asyncio.Semaphore hands each release to the oldest waiter.
+        """
+        async with self._gate, self.pool.acquire() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A pooled connection in a transaction that commits when the block ends: a handler builds its
+        response after the block, so an acknowledged write is durable and a failed commit is an error."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
     async def listen_connection(self) -> asyncpg.Connection:
         """A dedicated connection (outside the pool) for LISTEN."""
         conn: asyncpg.Connection = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
         return conn
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, which costs more than the lookup.
     db: Database = request.app.state.db
     return db
 
 
-async def transaction(request: Request) -> AsyncIterator[Any]:
-    """One transaction per request, committed at the edge before the response is sent."""
-    db = get_database(request)
-    async with db.pool.acquire() as conn, conn.transaction():
-        yield conn
-
-
-# scope="function": the commit happens when the endpoint returns, before the response goes out, so an
-# acknowledged write is durable and a failed commit turns into an error response instead of a lie.
-Tx = Annotated[Connection, Depends(transaction, scope="function")]
+DB = Annotated[Database, Depends(get_database)]
 
 
 async def read_connection(request: Request) -> AsyncIterator[Any]:
-    db = get_database(request)
-    async with db.pool.acquire() as conn:
+    db: Database = request.app.state.db
+    async with db.connection() as conn:
         yield conn
 
 

@@ -43,7 +43,11 @@ from services.contracts import PAYLOADS, subscribers_of
 
 log = logging.getLogger("voronka.dispatcher")
 
+# CloudEvents' HTTP binding: one event in structured mode, several in batched mode (one POST under load).
+EVENT_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+SEQUENCE_BATCH = 5000  # rows positioned per round of the sequencer
+SEQUENCED = "sequenced"  # notification payload: rows got positions (a commit's own notification is empty)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class Dispatcher:
         self._new_events = asyncio.Event()
         self._wake = {s.name: asyncio.Event() for s in self.subscribers}
         self._unavailable_streak = {s.name: 0 for s in self.subscribers}
+        # Subscribers whose last step ended in a back-off: their courier sleeps it out, deaf to wake-ups.
+        self._backing_off: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
 
@@ -123,7 +129,7 @@ class Dispatcher:
                 await self._listener.close()
         # Hand the leases back so another replica takes over at once instead of after the lease runs out.
         with contextlib.suppress(Exception):
-            async with self.db.pool.acquire() as conn:
+            async with self.db.connection() as conn:
                 await conn.execute(
                     f"UPDATE {self.schema}.subscriptions SET lease_owner = NULL, lease_until = NULL "
                     "WHERE lease_owner = $1",
@@ -146,7 +152,7 @@ class Dispatcher:
                 lost = asyncio.Event()
                 self._listener = await self.db.listen_connection()
                 self._listener.add_termination_listener(lambda *_, lost=lost: lost.set())
-                await self._listener.add_listener(channel, lambda *_: self._wake_all())
+                await self._listener.add_listener(channel, self._on_notification)
                 self._wake_all()  # catch up on anything committed while we were not listening
                 await lost.wait()
             except asyncio.CancelledError:
@@ -154,6 +160,14 @@ class Dispatcher:
             except Exception:
                 log.warning("listen connection lost; relying on polling until it is back", exc_info=True)
             await asyncio.sleep(1)
+
+    def _on_notification(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
+        if payload == SEQUENCED:
+            # Another replica's sequencer (or ours) positioned rows: only the couriers have work.
+            for event in self._wake.values():
+                event.set()
+        else:
+            self._wake_all()  # a commit with new events, or an operator's redrive
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -164,33 +178,46 @@ class Dispatcher:
 
     async def sequence(self) -> int:
         """Positions the committed, not yet positioned rows in `seq` order; returns how many."""
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.schema}.outbox")
+        async with self.db.connection() as conn:
+            # Two statements in one simple query run as one implicit transaction: the advisory lock is held
+            # until the UPDATE commits, in one round trip instead of four (BEGIN, lock, UPDATE, COMMIT).
+            # PostgreSQL folds identical notifications of a transaction into one, so the couriers of every
+            # replica hear once per round that there is something to deliver, and not at all when there is not.
             status: str = await conn.execute(
                 f"""
+                SELECT pg_advisory_xact_lock(hashtext('{self.schema}.outbox'));
                 WITH head AS (
                     SELECT coalesce(max(position), 0) AS last FROM {self.schema}.outbox
                 ), todo AS (
                     SELECT workspace_id, id, row_number() OVER (ORDER BY seq) AS n
                     FROM (
                         SELECT workspace_id, id, seq FROM {self.schema}.outbox
-                        WHERE position IS NULL ORDER BY seq LIMIT 5000
+                        WHERE position IS NULL ORDER BY seq LIMIT {SEQUENCE_BATCH}
                     ) unpositioned
                 )
                 UPDATE {self.schema}.outbox o SET position = head.last + todo.n
                 FROM todo, head
                 WHERE o.workspace_id = todo.workspace_id AND o.id = todo.id
+                RETURNING pg_notify('{notify_channel(self.schema)}', '{SEQUENCED}')
                 """
             )
         return int(status.split()[-1])
 
     async def _sequencer_loop(self) -> None:
+        busy = False
         while True:
+            if busy:
+                # Events are flowing: let the commits of the next few milliseconds join this round, so that
+                # under load there is one round of sequencing and one POST per linger instead of per event.
+                # After a quiet spell the first event goes out at once.
+                await asyncio.sleep(self.settings.dispatcher_linger_seconds)
             try:
+                busy = False
                 while (count := await self.sequence()) > 0:
+                    busy = True
                     for event in self._wake.values():
                         event.set()
-                    if count < 5000:
+                    if count < SEQUENCE_BATCH:
                         break
             except asyncio.CancelledError:
                 raise
@@ -205,7 +232,7 @@ class Dispatcher:
         # Not in start(): a process that starts before migrations have run must stay up (alive, not ready).
         while True:
             try:
-                async with self.db.pool.acquire() as conn:
+                async with self.db.connection() as conn:
                     await conn.execute(
                         f"INSERT INTO {self.schema}.subscriptions (subscriber) VALUES ($1) ON CONFLICT DO NOTHING",
                         subscriber.name,
@@ -225,21 +252,34 @@ class Dispatcher:
             except Exception:
                 log.exception("delivery loop failed", extra={"subscriber": subscriber.name})
                 pause = self.settings.dispatcher_poll_seconds
-            if pause > 0:
+            if pause > 0 and subscriber.name in self._backing_off:
+                # The consumer is failing: new events must not cut its back-off short (during an outage each
+                # commit would otherwise cost a lease round trip, for nothing).
+                self._backing_off.discard(subscriber.name)
+                await asyncio.sleep(pause)
+            elif pause > 0:
                 await self._wait(wake, pause)
 
     async def _claim(self, conn: Connection, subscriber: str) -> asyncpg.Record | None:
+        """Takes or renews the subscriber's lease; with it, what the courier needs to decide its next step."""
         row: asyncpg.Record | None = await conn.fetchrow(
             f"""
-            UPDATE {self.schema}.subscriptions s
-            SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), updated_at = now()
-            WHERE s.subscriber = (
-                SELECT subscriber FROM {self.schema}.subscriptions
-                WHERE subscriber = $1
-                  AND (lease_owner = $2 OR lease_until IS NULL OR lease_until < now())
-                FOR UPDATE SKIP LOCKED
+            WITH claimed AS (
+                UPDATE {self.schema}.subscriptions s
+                SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), updated_at = now()
+                WHERE s.subscriber = (
+                    SELECT subscriber FROM {self.schema}.subscriptions
+                    WHERE subscriber = $1
+                      AND (lease_owner = $2 OR lease_until IS NULL OR lease_until < now())
+                    FOR UPDATE SKIP LOCKED
+                )
+                RETURNING s.position, s.attempts, s.retry_at
             )
-            RETURNING s.position, s.attempts, s.retry_at, now() AS now
+            SELECT c.position, c.attempts, c.retry_at, now() AS now,
+                   (SELECT coalesce(max(position), 0) FROM {self.schema}.outbox) AS head,
+                   EXISTS (SELECT FROM {self.schema}.dead_letters
+                           WHERE subscriber = $1 AND status = 'redrive') AS redrive
+            FROM claimed c
             """,
             subscriber, self.owner, self.settings.dispatcher_lease_seconds,
         )
@@ -248,7 +288,7 @@ class Dispatcher:
     async def deliver_once(self, subscriber: Subscriber) -> float:
         """One step of delivery to one subscriber; returns how long to pause (0: there is more to do)."""
         settings = self.settings
-        async with self.db.pool.acquire() as conn:
+        async with self.db.connection() as conn:
             claim = await self._claim(conn, subscriber.name)
             if claim is None:
                 # Another replica holds the lease; check back before it could run out.
@@ -256,9 +296,10 @@ class Dispatcher:
             now: datetime = claim["now"]
             retry_at: datetime | None = claim["retry_at"]
             if retry_at is not None and retry_at > now:
+                self._backing_off.add(subscriber.name)
                 return (retry_at - now).total_seconds()
 
-            redrive = await conn.fetchrow(
+            redrive = claim["redrive"] and await conn.fetchrow(
                 f"""
                 SELECT d.workspace_id, d.event_id, d.attempts, o.event::text AS event
                 FROM {self.schema}.dead_letters d
@@ -268,11 +309,11 @@ class Dispatcher:
                 """,
                 subscriber.name,
             )
-            if redrive is not None:
+            if redrive:
                 return await self._redrive(conn, subscriber, redrive)
 
             cursor: int = claim["position"]
-            head: int = await conn.fetchval(f"SELECT coalesce(max(position), 0) FROM {self.schema}.outbox")
+            head: int = claim["head"]
             if head <= cursor:
                 return settings.dispatcher_poll_seconds
             rows = await conn.fetch(
@@ -288,6 +329,10 @@ class Dispatcher:
                 await self._advance(conn, subscriber, head)
                 return 0
             full = len(rows) == settings.dispatcher_batch_size
+            fitting = self._fitting(rows)
+            if fitting < len(rows):
+                # The consumer refuses bodies over VORONKA_EVENTS_MAX_BODY_BYTES: send what fits, the rest next.
+                rows, full = rows[:fitting], True
             # Past the last matching row there may be rows of types this subscriber does not want.
             end = rows[-1]["position"] if full else max(head, rows[-1]["position"])
 
@@ -301,7 +346,9 @@ class Dispatcher:
                 DELIVERIES.labels(self.schema, subscriber.name, "ok").inc()
                 EVENTS_DELIVERED.labels(self.schema, subscriber.name).inc(len(rows))
                 await self._advance(conn, subscriber, end)
-                return 0
+                # Caught up with what was sequenced: the sequencer wakes us when there is more (it may have
+                # already), which saves a claim round trip per batch under load.
+                return 0 if full else settings.dispatcher_poll_seconds
 
             DELIVERIES.labels(self.schema, subscriber.name, "rejected").inc()
             EVENTS_DELIVERED.labels(self.schema, subscriber.name).inc(delivered.handled)
@@ -321,6 +368,18 @@ class Dispatcher:
                        "error": delivered.failure},
             )
             return await self._retry_later(conn, subscriber, attempts, str(delivered.failure))
+
+    def _fitting(self, rows: list[asyncpg.Record]) -> int:
+        """How many of `rows`, from the first, fit in one delivery body (at least one: a single event too
+        large for the consumer is refused, retried and parked like any other rejected event)."""
+        room = self.settings.events_max_body_bytes - 2  # the batch's brackets
+        for index, row in enumerate(rows):
+            event: str = row["event"]
+            # isascii() is a flag check in CPython: only events with non-ASCII text pay for an encode.
+            room -= (len(event) if event.isascii() else len(event.encode())) + 1
+            if room < 0:
+                return max(index, 1)
+        return len(rows)
 
     def _backoff(self, attempts: int) -> float:
         base: float = self.settings.dispatcher_backoff_base_seconds * (2.0 ** min(attempts - 1, 20))
@@ -356,6 +415,7 @@ class Dispatcher:
             """,
             subscriber.name, self.owner, error[:2000], delay,
         )
+        self._backing_off.add(subscriber.name)
         return delay
 
     async def _retry_later(
@@ -370,6 +430,7 @@ class Dispatcher:
             """,
             subscriber.name, self.owner, attempts, error[:2000], delay,
         )
+        self._backing_off.add(subscriber.name)
         return delay
 
     async def _dead_letter(
@@ -417,10 +478,20 @@ class Dispatcher:
         return 0
 
     async def _post(self, subscriber: Subscriber, events: list[str]) -> Delivered:
-        body = ("[" + ",".join(events) + "]").encode()
-        headers = {"content-type": BATCH_CONTENT_TYPE, **self._signer.headers(body)}
+        if len(events) == 1:
+            body, content_type = events[0].encode(), EVENT_CONTENT_TYPE
+        else:
+            body, content_type = ("[" + ",".join(events) + "]").encode(), BATCH_CONTENT_TYPE
+        headers = {"content-type": content_type, **self._signer.headers(body)}
         try:
-            response = await self._http.post(subscriber.url, content=body, headers=headers)
+            # httpx's timeout bounds each read and write, not the whole exchange; the lease needs a bound on
+            # the whole of it (Settings keeps it under half the lease).
+            async with asyncio.timeout(self.settings.dispatcher_timeout_seconds):
+                response = await self._http.post(subscriber.url, content=body, headers=headers)
+        except TimeoutError as exc:
+            raise ConsumerUnavailable(
+                f"no answer within {self.settings.dispatcher_timeout_seconds:g} s"
+            ) from exc
         except httpx.HTTPError as exc:
             raise ConsumerUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (401, 403, 404, 408, 429):

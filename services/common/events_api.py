@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import orjson
@@ -15,7 +16,9 @@ from services.common.problems import Forbidden, InvalidField, Problem
 from services.common.signing import DeliverySigner
 from services.contracts import event_type
 
-MAX_DELIVERY_BYTES = 16 * 1024 * 1024
+EVENT_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+# Positions are bigint: a cursor beyond it would overflow in PostgreSQL.
+MAX_CURSOR = 2**63 - 1
 
 router = APIRouter(tags=["events"])
 
@@ -28,13 +31,43 @@ class UnreadableBatch(Problem):
     status, code, title = 422, "unreadable-batch", "The body is not a CloudEvents batch"
 
 
-@router.post("/events", summary="Receive a signed batch of CloudEvents from another service")
+async def read_bounded_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit`: from Content-Length before
+    reading anything, else while it streams in (chunked, or a sender that lies about the length)."""
+    too_large = PayloadTooLarge(f"A delivery may carry at most {limit} bytes; send smaller batches.")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class UnsupportedMediaType(Problem):
+    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+# Structured mode (one event), batched mode (a JSON array of them), or plain JSON holding either.
+EVENT_MEDIA_TYPES = frozenset(
+    {"application/cloudevents+json", "application/cloudevents-batch+json", "application/json"}
+)
+
+
+@router.post("/events", summary="Receive signed CloudEvents from another service (structured or batched)")
 async def receive_events(request: Request) -> Response:
-    body = await request.body()
-    if len(body) > MAX_DELIVERY_BYTES:
-        raise PayloadTooLarge(f"A delivery may carry at most {MAX_DELIVERY_BYTES} bytes.")
+    body = await read_bounded_body(request, request.app.state.events_max_body_bytes)
     signer: DeliverySigner = request.app.state.signer
     signer.verify(body, dict(request.headers))
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in EVENT_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"Send CloudEvents as {', '.join(sorted(EVENT_MEDIA_TYPES))}, not {media_type or 'no content type'}."
+        )
     try:
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -51,8 +84,15 @@ def _types_filter(types: str | None) -> list[str] | None:
     result = []
     for item in types.split(","):
         name = item.strip()
-        if name:
-            result.append(name if name.startswith("voronka.") else event_type(name))
+        if not name:
+            continue
+        # Event names are dotted identifiers; anything else (a NUL byte would make PostgreSQL fail the query)
+        # matches nothing, so say so instead.
+        if len(name) > 200 or not EVENT_NAME.fullmatch(name):
+            raise InvalidField("types", f"{name[:50]!r} is not an event name such as lead.created.")
+        result.append(name if name.startswith("voronka.") else event_type(name))
+    if len(result) > 100:
+        raise InvalidField("types", "Ask for at most 100 event types at once.")
     return result
 
 
@@ -68,10 +108,13 @@ async def replay_events(
     """Events in log order. Services read every workspace; a workspace admin reads their own."""
     if principal.role not in (Role.service, Role.admin):
         raise Forbidden("Only services and workspace admins may read the event log.")
-    try:
-        cursor = int(after) if after else 0
-    except ValueError as exc:
-        raise InvalidField("after", "The cursor is not one this endpoint gave out.") from exc
+    cursor = 0
+    if after:
+        # Positions are decimal digits within bigint; anything else (signs, spaces, "1_0", overflow) is not
+        # a cursor this endpoint gave out.
+        if not (after.isascii() and after.isdigit() and len(after) <= 19 and int(after) <= MAX_CURSOR):
+            raise InvalidField("after", "The cursor is not one this endpoint gave out.")
+        cursor = int(after)
     workspace = None if principal.role == Role.service else principal.workspace_id
     schema = request.app.state.service
     rows = await conn.fetch(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from pathlib import Path
 
+import asyncpg
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
@@ -12,6 +15,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger("voronka.health")
+
+METRICS_DB_TIMEOUT_SECONDS = 2.0
 
 MIGRATIONS_DIR = Path(os.environ.get("VORONKA_MIGRATIONS_DIR", Path(__file__).resolve().parents[2] / "migrations"))
 
@@ -50,6 +56,12 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None:
-        async with request.app.state.db.pool.acquire() as conn:
-            await dispatcher.observe(conn)
+        # Metrics matter most while the database is in trouble: the outbox gauges are refreshed when it
+        # answers within a moment, and otherwise keep their last values beside everything else.
+        try:
+            async with asyncio.timeout(METRICS_DB_TIMEOUT_SECONDS):
+                async with request.app.state.db.pool.acquire() as conn:
+                    await dispatcher.observe(conn)
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            log.warning("outbox gauges not refreshed: the database did not answer", exc_info=True)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -83,7 +83,7 @@ class Inbox:
             )
 
     async def _apply_all(self, events: list[CloudEvent]) -> None:
-        async with self.db.pool.acquire() as conn, conn.transaction():
+        async with self.db.connection() as conn, conn.transaction():
             fresh: set[uuid.UUID] = {
                 row["event_id"]
                 for row in await conn.fetch(

@@ -6,8 +6,9 @@ One pure-ASGI middleware does all three per request: it is on the hot path, so i
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
-import os
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.requests import Request
 
 from services.common.ids import new_id
 
@@ -96,6 +98,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("voronka.access")
+error_log = logging.getLogger("voronka.errors")
 
 
 class RequestContextMiddleware:
@@ -104,6 +107,19 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # prometheus_client's labels() builds and locks on every call; a route has few (method, status) pairs.
+        self._metrics: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def _observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        key = (method, route, status)
+        children = self._metrics.get(key)
+        if children is None:
+            children = self._metrics[key] = (
+                HTTP_REQUESTS.labels(self.service, method, route, str(status)),
+                HTTP_LATENCY.labels(self.service, method, route),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,7 +138,7 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         trace_token = traceparent_var.set(child_traceparent(parent) if parent else None)
         started = time.perf_counter()
-        status = 500
+        status = 0  # until the response starts
         header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
@@ -134,13 +150,24 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Starlette runs the app's catch-all handler in ServerErrorMiddleware, outside this middleware:
+            # there the request id is already gone and the response would bypass send_with_id. So the
+            # handler (problems.py: log, masked 500) runs here, in the request's context, and the error goes
+            # no further (it is logged once, with the request id).
+            if status:
+                # Mid-response: nothing can be sent any more; the server closes the unfinished response.
+                error_log.exception("unhandled error after the response started",
+                                    extra={"path": scope.get("path")})
+            elif not await self._unexpected(scope, receive, send_with_id, exc):
+                raise
         finally:
+            status = status or 500
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, method, template).observe(elapsed)
+            self._observe(method, template, status, elapsed)
             if template not in ("/healthz", "/readyz", "/metrics"):
                 access_log.info(
                     "request",
@@ -149,6 +176,19 @@ class RequestContextMiddleware:
                 )
             request_id_var.reset(token)
             traceparent_var.reset(trace_token)
+
+    @staticmethod
+    async def _unexpected(scope: Scope, receive: Receive, send: Send, exc: Exception) -> bool:
+        """Answers with the app's own handler for `Exception`; False when it has none."""
+        handlers: dict[Any, Any] = getattr(scope.get("app"), "exception_handlers", {})
+        handler = handlers.get(Exception) or handlers.get(500)
+        if handler is None:
+            return False
+        response = handler(Request(scope, receive), exc)
+        if inspect.isawaitable(response):
+            response = await response
+        await response(scope, receive, send)
+        return True
 
 
 # W3C trace context: the request's (or the handled event's) trace, carried into the events it publishes.
@@ -167,11 +207,12 @@ def _valid_traceparent(value: str) -> bool:
 
 def child_traceparent(parent: str | None) -> str:
     """A new span in the parent's trace, or a new trace when there is no (valid) parent."""
-    span = os.urandom(8).hex()
+    # Trace ids need to be unique, not secret: the PRNG saves a getrandom() system call per id.
+    span = f"{random.getrandbits(64) or 1:016x}"
     if parent and _valid_traceparent(parent):
         _, trace_id, _, flags = parent.split("-")
         return f"00-{trace_id}-{span}-{flags}"
-    return f"00-{os.urandom(16).hex()}-{span}-01"
+    return f"00-{random.getrandbits(128) or 1:032x}-{span}-01"
 
 
 def current_traceparent() -> str:

@@ -154,6 +154,8 @@ def install_problem_handlers(app: FastAPI) -> None:
                                 headers=dict(exc.headers or {}))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # RequestContextMiddleware calls this inside the request's context (observability.py), so the log
+        # line and the body carry the request id the response's X-Request-ID header gives the client.
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(
             500, "internal-error", "Internal error",

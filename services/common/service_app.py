@@ -47,14 +47,20 @@ def create_service_app(
             await dispatcher.stop()
             await db.close()
 
+    # The API description stays off in production (it maps every endpoint for whoever asks); docs/api.md
+    # and a development instance's /docs and /openapi.json describe it.
+    public_docs = settings.env != "production"
     app = FastAPI(
         title=title,
         version="1",
         lifespan=lifespan,
-        docs_url="/docs" if settings.env != "production" else None,
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
     )
     app.state.service = service
-    app.state.signer = DeliverySigner(settings.events_secret.get_secret_value())
+    app.state.signer = DeliverySigner(settings.events_secret.get_secret_value(), settings.events_tolerance_seconds)
+    app.state.events_max_body_bytes = settings.events_max_body_bytes
     app.state.migration_heads = health.migration_heads(service)
     install_problem_handlers(app)
     app.include_router(health.router)

@@ -5,6 +5,7 @@ Each service adds its own settings class with its own prefix (VORONKA_LEADS_, ..
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -42,9 +43,13 @@ class Settings(BaseSettings):
     jwt_issuer: str = "voronka"
     jwt_audience: str = "voronka"
 
-    # Standard Webhooks secret that signs event deliveries between services.
+    # Standard Webhooks secret that signs event deliveries between services (and, through a key derived from
+    # it, the services' own tokens for GET /events: see auth.service_token).
     events_secret: SecretStr = SecretStr(DEVELOPMENT_EVENTS_SECRET)
-    events_tolerance_seconds: int = 300
+    # A delivery whose webhook-timestamp is further than this from the receiver's clock is refused (replays).
+    events_tolerance_seconds: int = Field(default=300, gt=0)
+    # POST /events refuses a larger body with 413 before reading it; the dispatcher sends smaller batches.
+    events_max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
     leads_url: str = "http://127.0.0.1:8001"
     deals_url: str = "http://127.0.0.1:8002"
@@ -54,12 +59,14 @@ class Settings(BaseSettings):
     # Outbox dispatcher tuning.
     dispatcher_enabled: bool = True
     dispatcher_poll_seconds: float = 1.0
+    dispatcher_linger_seconds: float = 0.005
     dispatcher_batch_size: int = 500
     dispatcher_lease_seconds: float = 10.0
     dispatcher_max_attempts: int = 8
     dispatcher_backoff_base_seconds: float = 0.2
     dispatcher_backoff_max_seconds: float = 30.0
-    dispatcher_timeout_seconds: float = 10.0
+    # The whole POST of one batch; less than half the lease (checked below).
+    dispatcher_timeout_seconds: float = 4.0
 
     @model_validator(mode="after")
     def _refuse_development_secrets_in_production(self) -> Settings:
@@ -73,6 +80,19 @@ class Settings(BaseSettings):
             raise InsecureSettingsError("VORONKA_EVENTS_SECRET must be set in production")
         return self
 
+    @model_validator(mode="after")
+    def _delivery_ends_before_its_lease(self) -> Settings:
+        # A courier renews its lease, then delivers. A delivery still running when the lease runs out lets
+        # another replica claim the subscriber and send the same batch again; half the lease leaves room for
+        # the claim and cursor queries around the POST.
+        if not self.dispatcher_timeout_seconds < self.dispatcher_lease_seconds / 2:
+            raise ValueError(
+                f"VORONKA_DISPATCHER_TIMEOUT_SECONDS ({self.dispatcher_timeout_seconds:g}) must be less than half "
+                f"of VORONKA_DISPATCHER_LEASE_SECONDS ({self.dispatcher_lease_seconds:g}), or a slow consumer "
+                "could be sent the same batch by two replicas"
+            )
+        return self
+
     def service_url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")
         return url
@@ -81,18 +101,33 @@ class Settings(BaseSettings):
         """The URL a service connects with: the admin URL's server and database, the service's own role."""
         if not self.database_url:
             raise RuntimeError("DATABASE_URL is not set (voronka up sets it for every process it starts)")
-        return database_url_for_role(self.database_url, role_name(service), password or role_password(service))
+        return database_url_for_role(
+            self.database_url, role_name(service), password or role_password(service, self)
+        )
 
 
 def role_name(service: str) -> str:
     return f"voronka_{service}"
 
 
-def role_password(service: str) -> str:
-    """The role's password: VORONKA_<SERVICE>_DB_PASSWORD, or a development default."""
-    import os
+def development_role_password(service: str) -> str:
+    return f"{role_name(service)}_dev"
 
-    return os.environ.get(f"VORONKA_{service.upper()}_DB_PASSWORD", f"{role_name(service)}_dev")
+
+def role_password(service: str, settings: Settings | None = None) -> str:
+    """The role's password: VORONKA_<SERVICE>_DB_PASSWORD, or a development default that production refuses.
+
+    Checked here, where a service's (or `voronka migrate`'s) connection is built, rather than when Settings
+    load: each process needs only its own role's credentials (the gateway none), and a service given its own
+    VORONKA_<SERVICE>_DATABASE_URL (db.service_dsn) never asks for the password at all.
+    """
+    password = os.environ.get(f"VORONKA_{service.upper()}_DB_PASSWORD") or development_role_password(service)
+    if password == development_role_password(service) and (settings or get_settings()).env == "production":
+        raise InsecureSettingsError(
+            f"VORONKA_{service.upper()}_DB_PASSWORD (or VORONKA_{service.upper()}_DATABASE_URL) must be set "
+            "in production: the development password is public"
+        )
+    return password
 
 
 def database_url_for_role(admin_url: str, role: str, password: str) -> str:

@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
 import uvicorn
 
-from services.common.auth import Role, issue_token
+from services.common.auth import Role, issue_token, service_token
 from services.common.settings import get_settings
 
 T = TypeVar("T")
@@ -25,6 +26,9 @@ def free_port() -> int:
 
 
 def token_for(workspace_id: uuid.UUID, role: Role = Role.admin, user_id: uuid.UUID | None = None) -> str:
+    """A person's token; for Role.service, a service token (which is not bound to a workspace)."""
+    if role is Role.service:
+        return service_token(get_settings())
     return issue_token(get_settings(), workspace_id=workspace_id, user_id=user_id or uuid.uuid4(), role=role)
 
 
@@ -71,3 +75,10 @@ class ServedApp:
         if self._task is not None:
             await self._task
             self._task = None
+
+
+def events_in(body: bytes) -> list[dict[str, Any]]:
+    """The CloudEvents of a delivery body: one event (structured mode) or a JSON array (batched mode)."""
+    parsed = orjson.loads(body)
+    events: list[dict[str, Any]] = parsed if isinstance(parsed, list) else [parsed]
+    return events

@@ -10,6 +10,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from services.common.event_tables import add_event_tables
+from services.common.idempotency import add_idempotency_table
 
 SCHEMA = "leads"
 metadata = MetaData(schema=SCHEMA)
@@ -46,3 +47,4 @@ class Lead(LeadsTable, table=True):
 
 
 add_event_tables(metadata)
+add_idempotency_table(metadata)

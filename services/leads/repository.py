@@ -1,4 +1,4 @@
-"""Queries on leads. Every read goes through `_visible`, the one place that scopes rows to the caller."""
+"""Queries on leads. Every read goes through `_visible`, which scopes rows to the caller (`visible_to`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncpg
 
 from services.common.auth import Principal
 from services.common.db import Connection
+from services.common.scoping import visible_to
 
 COLUMNS = (
     "id, workspace_id, name, email, phone, company, source, owner_id, status, created_by, created_at, "
@@ -23,10 +24,7 @@ class LeadRepository:
 
     def _visible(self, first_param: int) -> tuple[str, list[Any]]:
         """The caller's workspace; for a rep, only the leads they own."""
-        owner = None if self.principal.sees_whole_workspace else self.principal.user_id
-        ws, owner_param = f"${first_param}", f"${first_param + 1}"
-        clause = f"workspace_id = {ws} AND ({owner_param}::uuid IS NULL OR owner_id = {owner_param})"
-        return clause, [self.principal.workspace_id, owner]
+        return visible_to(self.principal, first_param)
 
     async def add(self, lead_id: uuid.UUID, values: dict[str, Any]) -> asyncpg.Record:
         row: asyncpg.Record | None = await self.conn.fetchrow(

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
+from services.common.text import NoNul
+
 _PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]{5,40}$")
 
 
@@ -29,11 +31,13 @@ def _email(value: str | None) -> str | None:
 class LeadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200, description="The person or company to sell to")
-    email: Annotated[EmailStr | None, AfterValidator(_email)] = None
-    phone: Annotated[str | None, AfterValidator(_phone)] = Field(default=None, max_length=40)
-    company: str | None = Field(default=None, max_length=200)
-    source: str | None = Field(default=None, max_length=100, description="Where the lead came from, e.g. web_form")
+    name: Annotated[str, NoNul] = Field(min_length=1, max_length=200, description="The person or company to sell to")
+    email: Annotated[EmailStr | None, NoNul, AfterValidator(_email)] = None
+    phone: Annotated[str | None, NoNul, AfterValidator(_phone)] = Field(default=None, max_length=40)
+    company: Annotated[str | None, NoNul] = Field(default=None, max_length=200)
+    source: Annotated[str | None, NoNul] = Field(
+        default=None, max_length=100, description="Where the lead came from, e.g. web_form"
+    )
     owner_id: uuid.UUID | None = Field(
         default=None, description="The rep who works the lead; a rep's own leads are always theirs"
     )

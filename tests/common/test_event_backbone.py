@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -15,7 +16,9 @@ from services.common.dispatcher import Dispatcher
 from services.common.outbox import list_dead_letters, redrive_dead_letters
 from services.common.settings import get_settings
 from services.common.signing import DeliverySigner
-from services.common.testing import ServedApp, eventually, token_for
+from services.common.testing import ServedApp, events_in, eventually, token_for
+
+BATCH = "application/cloudevents-batch+json"
 
 
 async def lead_facts(admin_db) -> int:
@@ -77,6 +80,22 @@ async def test_a_delivery_with_a_forged_signature_is_rejected_and_changes_nothin
     assert await admin_db.fetchval("SELECT count(*) FROM reporting.inbox") == 0
 
 
+async def test_a_signed_delivery_that_is_not_cloudevents_json_is_refused_and_nothing_applied(
+    stack, admin_db, workspace
+):
+    await stack.start("reporting")
+    signer = DeliverySigner(get_settings().events_secret.get_secret_value())
+    body = orjson.dumps([lead_created(workspace, "Form")])
+    async with httpx.AsyncClient(base_url=stack.url("reporting")) as client:
+        response = await client.post(
+            "/events", content=body, headers={**signer.headers(body), "content-type": "text/plain"}
+        )
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "text/plain" in response.json()["detail"]
+    assert await lead_facts(admin_db) == 0
+
+
 async def test_redelivered_events_are_applied_once(stack, admin_db, workspace):
     await stack.start("reporting")
     lead_id = uuid.uuid4()
@@ -88,8 +107,12 @@ async def test_redelivered_events_are_applied_once(stack, admin_db, workspace):
     }
     signer = DeliverySigner(get_settings().events_secret.get_secret_value())
     async with httpx.AsyncClient(base_url=stack.url("reporting")) as client:
-        for body in (orjson.dumps([event]), orjson.dumps([event, event])):
-            response = await client.post("/events", content=body, headers=signer.headers(body))
+        # Once in structured mode (one event), then twice more in one batch.
+        for body, media_type in ((orjson.dumps(event), "application/cloudevents+json"),
+                                 (orjson.dumps([event, event]), "application/cloudevents-batch+json")):
+            response = await client.post(
+                "/events", content=body, headers={**signer.headers(body), "content-type": media_type}
+            )
             assert response.status_code == 200
             assert response.json()["failure"] is None
     assert await lead_facts(admin_db) == 1
@@ -153,7 +176,7 @@ class RecordingConsumer:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        self.delivered += [e["id"] for e in orjson.loads(body)]
+        self.delivered += [e["id"] for e in events_in(body)]
         sent = False
 
         async def replay():
@@ -199,10 +222,13 @@ async def test_the_event_log_replays_from_a_cursor_with_a_type_filter(stack, adm
     await create_leads(stack, admin_token, 5)
     service = token_for(uuid.uuid4(), Role.service)
     async with stack.client("leads", service) as leads:
-        async def first_page():
-            return (await leads.get("/events", params={"limit": 3, "types": "lead.created"})).json()
+        async def whole_log():
+            return (await leads.get("/events")).json()
 
-        page = await eventually(first_page, lambda p: len(p["events"]) == 3)
+        # The sequencer numbers committed outbox rows asynchronously: wait until all five are in the log.
+        await eventually(whole_log, lambda p: len(p["events"]) == 5)
+        page = (await leads.get("/events", params={"limit": 3, "types": "lead.created"})).json()
+        assert len(page["events"]) == 3
         rest = (await leads.get("/events", params={"after": page["next_cursor"]})).json()
         events = page["events"] + rest["events"]
         assert [e["type"] for e in events] == ["voronka.lead.created.v1"] * 5
@@ -245,3 +271,192 @@ async def test_a_late_commit_is_not_skipped_by_the_log(stack, database_url, work
         await fast.close()
     assert page.json()["events"][0]["id"] == str(early_id)
     assert after.json()["events"][0]["id"] == str(late_id)
+
+
+async def test_a_replica_holding_the_lease_delivers_what_another_replica_sequenced(stack, admin_db, workspace):
+    """Replica A positions the rows, replica B holds the subscriber's lease: B must hear of them at once,
+    not at its next poll (an hour here)."""
+    settings = get_settings().model_copy(update={"dispatcher_poll_seconds": 3600.0})
+    databases = [Database(service_dsn(settings, "leads"), schema="leads") for _ in range(2)]
+    for db in databases:
+        await db.connect()
+    a, b = (Dispatcher("leads", db, settings) for db in databases)
+    try:
+        await b.start()
+        await eventually(
+            lambda: admin_db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%leads_outbox%'"
+            ),
+            lambda n: n == 1,
+        )
+        lease = "SELECT lease_owner, position FROM leads.subscriptions WHERE subscriber = 'reporting'"
+        await eventually(lambda: admin_db.fetchrow(lease), lambda row: row is not None and row[0] == b.owner)
+        # Written without the commit's notification, so only A's sequencing can announce them.
+        await admin_db.execute(
+            """
+            INSERT INTO leads.outbox (workspace_id, id, type, subject, event)
+            SELECT $1, gen_random_uuid(), 'voronka.test.happened.v1', 's', '{}'::jsonb FROM generate_series(1, 3)
+            """,
+            workspace,
+        )
+        assert await a.sequence() == 3
+        head = await admin_db.fetchval("SELECT max(position) FROM leads.outbox")
+        await eventually(lambda: admin_db.fetchrow(lease), lambda row: row[1] == head)
+    finally:
+        await b.stop()
+        for db in databases:
+            await db.close()
+
+
+def lead_created(workspace: uuid.UUID, name: str = "Lead") -> dict:
+    return {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/voronka/leads",
+        "type": "voronka.lead.created.v1", "time": "2026-11-24T10:00:00Z", "workspaceid": str(workspace),
+        "data": {"lead_id": str(uuid.uuid4()), "workspace_id": str(workspace), "name": name, "source": "ads",
+                 "created_by": str(uuid.uuid4()), "created_at": "2026-11-24T10:00:00Z"},
+    }
+
+
+async def test_a_delivery_signed_outside_the_configured_tolerance_is_refused_and_applies_nothing(
+    stack, admin_db, workspace, monkeypatch
+):
+    # One minute: a delivery two minutes old would pass the library's fixed five-minute window.
+    monkeypatch.setenv("VORONKA_EVENTS_TOLERANCE_SECONDS", "60")
+    get_settings.cache_clear()
+    await stack.start("reporting")
+    signer = DeliverySigner(get_settings().events_secret.get_secret_value())
+    now = datetime.now(UTC)
+    async with httpx.AsyncClient(base_url=stack.url("reporting")) as client:
+        answers = {}
+        for label, at in (("stale", now - timedelta(minutes=2)), ("future", now + timedelta(minutes=2))):
+            body = orjson.dumps([lead_created(workspace, label)])
+            answers[label] = await client.post("/events", content=body, headers=signer.headers(body, at=at))
+        assert await lead_facts(admin_db) == 0
+        assert await admin_db.fetchval("SELECT count(*) FROM reporting.inbox") == 0
+        body = orjson.dumps([lead_created(workspace, "recent")])
+        half_a_minute_ago = {**signer.headers(body, at=now - timedelta(seconds=30)), "content-type": BATCH}
+        recent = await client.post("/events", content=body, headers=half_a_minute_ago)
+    assert {label: r.status_code for label, r in answers.items()} == {"stale": 401, "future": 401}
+    assert "tolerance 60 s" in answers["stale"].json()["detail"]
+    assert answers["future"].headers["content-type"] == "application/problem+json"
+    assert recent.status_code == 200
+    assert recent.json()["failure"] is None
+    assert await lead_facts(admin_db) == 1
+
+
+async def test_an_oversized_delivery_is_refused_with_413_before_it_is_read(stack, admin_db, workspace, monkeypatch):
+    monkeypatch.setenv("VORONKA_EVENTS_MAX_BODY_BYTES", "4096")
+    get_settings.cache_clear()
+    await stack.start("reporting")
+    signer = DeliverySigner(get_settings().events_secret.get_secret_value())
+    body = orjson.dumps([lead_created(workspace, "x" * 5000)])
+
+    async def chunks():
+        for start in range(0, len(body), 1000):
+            yield body[start:start + 1000]
+
+    async with httpx.AsyncClient(base_url=stack.url("reporting")) as client:
+        declared = await client.post("/events", content=body, headers=signer.headers(body))
+        streamed = await client.post("/events", content=chunks(), headers=signer.headers(body))  # chunked
+    for response in (declared, streamed):
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "4096 bytes" in response.json()["detail"]
+    assert "content-length" not in streamed.request.headers
+
+    # A sender that announces a huge body is answered without sending any of it.
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.ports["reporting"])
+    try:
+        writer.write(b"POST /events HTTP/1.1\r\nHost: reporting\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1073741824\r\n\r\n")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 413")
+    assert await admin_db.fetchval("SELECT count(*) FROM reporting.inbox") == 0
+
+
+async def test_the_dispatcher_sends_batches_the_consumer_accepts(stack, admin_token, admin_db, monkeypatch):
+    """With a small body limit on both sides, every event still arrives, in several deliveries, none parked."""
+    monkeypatch.setenv("VORONKA_EVENTS_MAX_BODY_BYTES", "2048")
+    get_settings.cache_clear()
+    await stack.start("leads")
+    await create_leads(stack, admin_token, 12)
+    assert await admin_db.fetchval("SELECT sum(octet_length(event::text)) FROM leads.outbox") > 3 * 2048
+    await stack.start("reporting")
+    await eventually(lambda: lead_facts(admin_db), lambda n: n == 12)
+    assert await admin_db.fetchval("SELECT count(*) FROM leads.dead_letters") == 0
+
+
+async def test_replay_refuses_cursors_and_filters_it_never_gave_out(stack):
+    await stack.start("leads")
+    async with stack.client("leads", token_for(uuid.uuid4(), Role.service)) as leads:
+        answers = {
+            params: await leads.get("/events", params=dict([params]))
+            for params in (("after", "99999999999999999999"), ("after", "-1"), ("after", "1e3"),
+                           ("after", "9" * 5000), ("types", "lead.created,\x00"), ("types", "lead created"))
+        }
+        last_possible = await leads.get("/events", params={"after": str(2**63 - 1)})
+    for (field, _), response in answers.items():
+        assert response.status_code == 422, (field, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert last_possible.status_code == 200
+    assert last_possible.json()["events"] == []
+
+
+def gauge(metrics_text: str, name: str, subscriber: str = "reporting") -> float:
+    prefix = f'{name}{{service="leads",subscriber="{subscriber}"}} '
+    (line,) = [line for line in metrics_text.splitlines() if line.startswith(prefix)]
+    return float(line.removeprefix(prefix))
+
+
+async def test_metrics_show_the_backlog_while_a_consumer_is_down_and_clear_when_it_catches_up(
+    stack, admin_token
+):
+    await stack.start("leads")
+    await create_leads(stack, admin_token, 3)
+    async with httpx.AsyncClient(base_url=stack.url("leads")) as leads:
+        # Positions come from the sequencer a moment after commit.
+        waiting = await eventually(
+            lambda: leads.get("/metrics"), lambda r: gauge(r.text, "voronka_outbox_backlog") == 3
+        )
+        assert gauge(waiting.text, "voronka_outbox_lag_seconds") > 0
+        await stack.start("reporting")
+        caught_up = await eventually(
+            lambda: leads.get("/metrics"), lambda r: gauge(r.text, "voronka_outbox_backlog") == 0
+        )
+    assert gauge(caught_up.text, "voronka_outbox_lag_seconds") == 0
+    assert 'voronka_http_requests_total{method="POST",route="/v1/leads",service="leads",status="201"}' in caught_up.text
+
+
+async def test_new_events_do_not_cut_short_the_back_off_from_a_consumer_that_is_down(
+    stack, admin_db, admin_token, monkeypatch
+):
+    """During an outage every commit wakes the courier; it must sleep out its back-off instead of taking the
+    lease again each time (an UPDATE per lead written, for nothing)."""
+    monkeypatch.setenv("VORONKA_DISPATCHER_BACKOFF_BASE_SECONDS", "3")
+    monkeypatch.setenv("VORONKA_DISPATCHER_BACKOFF_MAX_SECONDS", "3")
+    get_settings.cache_clear()
+    await admin_db.execute(
+        """
+        CREATE TABLE public.subscription_updates (n int NOT NULL);
+        CREATE FUNCTION public.count_subscription_update() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN INSERT INTO public.subscription_updates VALUES (1); RETURN NEW; END $$;
+        CREATE TRIGGER counted AFTER UPDATE ON leads.subscriptions
+            FOR EACH ROW EXECUTE FUNCTION public.count_subscription_update();
+        GRANT INSERT ON public.subscription_updates TO voronka_leads;
+        """
+    )
+    await stack.start("leads")  # reporting stays down
+    await create_leads(stack, admin_token, 1)
+    await eventually(
+        lambda: admin_db.fetchval("SELECT last_error FROM leads.subscriptions WHERE subscriber = 'reporting'"),
+        lambda error: error is not None,
+    )
+    before = await admin_db.fetchval("SELECT count(*) FROM public.subscription_updates")
+    await create_leads(stack, admin_token, 40)
+    during = await admin_db.fetchval("SELECT count(*) FROM public.subscription_updates") - before
+    # At most the back-off running out once or twice while the leads were written (1.5-3 s each).
+    assert during <= 4

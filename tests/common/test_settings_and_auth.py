@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -9,9 +10,10 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from services.common.auth import Role, TokenVerifier, issue_token
+from services.common.auth import Role, TokenVerifier, issue_token, service_token
+from services.common.db import service_dsn
 from services.common.problems import Unauthorized
-from services.common.settings import Settings
+from services.common.settings import InsecureSettingsError, Settings
 
 
 def test_production_refuses_the_development_keys():
@@ -91,3 +93,65 @@ async def test_rs256_tokens_are_verified_against_the_jwks_url():
             await verifier.verify(hs256)
     finally:
         await server.stop()
+
+
+async def test_a_remembered_token_is_refused_once_it_expires():
+    settings = Settings()
+    claims = {"iss": "voronka", "aud": "voronka", "sub": str(uuid.uuid4()), "workspace_id": str(uuid.uuid4()),
+              "role": "rep", "exp": int(time.time()) + 1}
+    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    verifier = TokenVerifier(settings)
+    assert (await verifier.verify(token)).role is Role.rep
+    assert (await verifier.verify(token)).role is Role.rep  # now from the verifier's memory
+    await asyncio.sleep(claims["exp"] - time.time() + 0.05)
+    with pytest.raises(Unauthorized, match="expired"):
+        await verifier.verify(token)
+
+
+PRODUCTION = {"env": "production", "jwt_secret": "a-real-secret-from-the-vault-0123456789",
+              "events_secret": "whsec_c2VjcmV0LXNlY3JldA==", "database_url": "postgresql://admin:pw@db:5432/voronka"}
+
+
+def test_production_refuses_the_development_database_passwords(monkeypatch):
+    settings = Settings(**PRODUCTION)
+    monkeypatch.delenv("VORONKA_LEADS_DB_PASSWORD", raising=False)
+    with pytest.raises(InsecureSettingsError, match="VORONKA_LEADS_DB_PASSWORD"):
+        settings.service_database_url("leads")
+    monkeypatch.setenv("VORONKA_LEADS_DB_PASSWORD", "voronka_leads_dev")  # set, but to the public value
+    with pytest.raises(InsecureSettingsError, match="VORONKA_LEADS_DB_PASSWORD"):
+        service_dsn(settings, "leads")
+    monkeypatch.setenv("VORONKA_LEADS_DB_PASSWORD", "from-the-vault")
+    assert service_dsn(settings, "leads") == "postgresql://voronka_leads:from-the-vault@db:5432/voronka"
+    # A service given its own connection URL needs no role password at all.
+    monkeypatch.setenv("VORONKA_DEALS_DATABASE_URL", "postgresql://deals:secret@db:5432/voronka")
+    assert service_dsn(settings, "deals") == "postgresql://deals:secret@db:5432/voronka"
+    # Development keeps working with the defaults.
+    monkeypatch.delenv("VORONKA_TASKS_DB_PASSWORD", raising=False)
+    development = Settings(database_url=PRODUCTION["database_url"])
+    assert "voronka_tasks:voronka_tasks_dev@" in development.service_database_url("tasks")
+
+
+def test_a_delivery_timeout_that_could_outlive_the_lease_is_refused():
+    with pytest.raises(ValidationError, match=r"VORONKA_DISPATCHER_TIMEOUT_SECONDS \(5\) must be less than half"):
+        Settings(dispatcher_lease_seconds=10, dispatcher_timeout_seconds=5)
+    assert Settings(dispatcher_lease_seconds=10, dispatcher_timeout_seconds=4.9).dispatcher_timeout_seconds == 4.9
+    defaults = Settings.model_fields
+    assert defaults["dispatcher_timeout_seconds"].default < defaults["dispatcher_lease_seconds"].default / 2
+
+
+async def test_only_service_tokens_carry_the_service_role():
+    settings = Settings()
+    principal = await TokenVerifier(settings).verify(service_token(settings))
+    assert principal.role is Role.service
+    with pytest.raises(ValueError, match="service_token"):
+        issue_token(settings, workspace_id=uuid.uuid4(), user_id=uuid.uuid4(), role=Role.service)
+    # Whoever holds the people's signing secret still cannot mint the service role...
+    claims = {"iss": "voronka", "aud": "voronka", "sub": str(uuid.uuid4()), "workspace_id": str(uuid.uuid4()),
+              "role": "service", "exp": int(time.time()) + 60}
+    people_signed = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    with pytest.raises(Unauthorized, match="service"):
+        await TokenVerifier(settings).verify(people_signed)
+    # ...nor can a service token of another deployment (another events secret) get in.
+    elsewhere = service_token(Settings(events_secret="whsec_c2VjcmV0LXNlY3JldA=="))
+    with pytest.raises(Unauthorized):
+        await TokenVerifier(settings).verify(elsewhere)

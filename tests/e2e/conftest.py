@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import orjson
 import pytest
 
 from services.cli.supervisor import (
@@ -31,7 +30,7 @@ from services.cli.supervisor import (
     start_stack,
 )
 from services.common.settings import SERVICES
-from services.common.testing import ServedApp
+from services.common.testing import ServedApp, events_in
 from services.reporting.app import create_app as create_reporting_app
 
 # Shorter than the supervisor's 10 s: our processes are small and a stuck stop should fail fast.
@@ -223,7 +222,7 @@ class WatchedConsumer:
         await self.app(scope, replay_then_receive, keep)
         if answer and answer[0].get("status") == 200:
             body = b"".join(m.get("body", b"") for m in request if m["type"] == "http.request")
-            ids = [str(event["id"]) for event in orjson.loads(body)]
+            ids = [str(event["id"]) for event in events_in(body)]
             self.deliveries.append(ids)
             if self._hold:
                 self._hold = False

@@ -98,7 +98,7 @@ def lease_holder_pid(subscription: asyncpg.Record) -> int | None:
 # -- through the gateway --------------------------------------------------------------------------------
 
 
-async def test_slice_from_graphql_to_the_funnel(full_stack, workspace):
+async def test_slice_from_graphql_to_the_funnel(full_stack, workspace, admin_db):
     token = token_for(workspace, Role.admin)
     async with httpx.AsyncClient(base_url=full_stack.gateway_url, timeout=10) as gateway:
         created = []
@@ -141,6 +141,30 @@ async def test_slice_from_graphql_to_the_funnel(full_stack, workspace):
             "/graphql", json={"query": LEAD_STATS}, headers={**auth_headers(token), "X-Request-ID": "e2e-trace-1"}
         )
         assert traced.headers["x-request-id"] == "e2e-trace-1"
+
+        # The browser's trace runs through the gateway and the leads service into the event it published.
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        carol = await gateway.post(
+            "/graphql",
+            json={"query": CREATE_LEAD, "variables": {"input": {"name": "Carol"}}},
+            headers={**auth_headers(token), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+        carol_id = carol.json()["data"]["createLead"]["lead"]["id"]
+        event_trace = await admin_db.fetchval(
+            "SELECT event->>'traceparent' FROM leads.outbox WHERE subject = $1", carol_id
+        )
+        assert event_trace.split("-")[1] == trace_id
+
+        # A retry after a lost answer, with the same key, gets the same lead back; reusing the key for
+        # another lead is an error on that input field.
+        keyed = {"name": "Dan", "source": "web_form", "idempotencyKey": "form-7f3a"}
+        first_try = await graphql_data(gateway, token, CREATE_LEAD, input=keyed)
+        retry = await graphql_data(gateway, token, CREATE_LEAD, input=keyed)
+        assert retry["createLead"]["lead"] == first_try["createLead"]["lead"]
+        misuse = await graphql_data(gateway, token, CREATE_LEAD, input={**keyed, "name": "Not Dan"})
+        assert misuse["createLead"]["lead"] is None
+        assert [e["field"] for e in misuse["createLead"]["userErrors"]] == [["input", "idempotencyKey"]]
+        assert await admin_db.fetchval("SELECT count(*) FROM leads.leads WHERE name = 'Dan'") == 1
         untraced = await graphql(gateway, token, LEAD_STATS)
         assert untraced.headers["x-request-id"] not in ("", "e2e-trace-1")
 

@@ -18,6 +18,14 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=5,
 )
+
+
+def http_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """The errors as the API reports them: FastAPI puts the body's fields under `body`, so a field that
+    happens to be called `header` or `query` is still named as itself."""
+    return validation_errors([{**error, "loc": ("body", *error["loc"])} for error in exc.errors()])
+
+
 bodies = st.dictionaries(st.sampled_from([*FIELDS, "fax", "Name"]) | st.text(max_size=8), json_values, max_size=7)
 
 
@@ -26,7 +34,7 @@ def test_any_body_is_accepted_or_refused_naming_its_fields(body):
     try:
         lead = LeadCreate.model_validate(body)
     except ValidationError as exc:
-        errors = validation_errors(exc.errors())
+        errors = http_errors(exc)
         assert errors
         for error in errors:
             field = error["field"]
@@ -50,3 +58,23 @@ def test_valid_leads_keep_their_name_and_lower_case_their_email(name, email):
     assert lead.name == name.strip()
     assert lead.email is not None
     assert lead.email == lead.email.lower()
+
+
+TEXT_FIELDS = ["name", "email", "phone", "company", "source"]
+
+
+@given(
+    st.sampled_from(TEXT_FIELDS),
+    st.text(max_size=20),
+    st.text(max_size=20),
+)
+def test_a_nul_character_in_any_text_field_is_refused_naming_that_field(field, before, after):
+    body = {"name": "Ivan Petrov", field: f"{before}\x00{after}"}
+    try:
+        LeadCreate.model_validate(body)
+    except ValidationError as exc:
+        errors = http_errors(exc)
+        assert [e["field"] for e in errors] == [field]
+        assert errors[0]["code"] == "nul_character"
+        return
+    raise AssertionError(f"accepted a NUL in {field}")

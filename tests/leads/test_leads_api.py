@@ -49,6 +49,14 @@ async def test_invalid_lead_gets_problem_json_naming_each_field(leads):
     assert problem["request_id"] == response.headers["x-request-id"]
 
 
+@pytest.mark.parametrize("field", ["name", "email", "phone", "company", "source"])
+async def test_a_nul_character_is_a_422_naming_the_field_not_a_500(leads, field):
+    body = {"name": "Ivan Petrov", field: "Ivan\u0000Petrov"}
+    response = await leads.post("/v1/leads", json=body)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
 async def test_malformed_json_is_a_422_not_a_500(leads):
     response = await leads.post("/v1/leads", content=b'{"name": ', headers={"content-type": "application/json"})
     assert response.status_code == 422

@@ -7,12 +7,16 @@ import binascii
 import uuid
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Query, Response, status
 
 from services.common.auth import CurrentPrincipal
-from services.common.db import ReadConn, Tx
+from services.common.db import DB, Connection, ReadConn
+from services.common.idempotency import IdempotencyKeyHeader, IdempotentRequest, answer_once
 from services.common.problems import InvalidField, NotFound
+from services.common.responses import model_response
 from services.leads.capture import create_lead
+from services.leads.models import SCHEMA
 from services.leads.repository import LeadRepository
 from services.leads.schemas import LeadCreate, LeadOut, LeadPage
 
@@ -46,21 +50,38 @@ def _parse_ids(ids: str) -> list[uuid.UUID]:
         raise InvalidField("ids", "Every id must be a UUID.", code="uuid_parsing") from exc
 
 
+def _created(lead: asyncpg.Record) -> Response:
+    return model_response(
+        LeadOut.model_validate(dict(lead)),
+        status.HTTP_201_CREATED,
+        {"Location": f"/v1/leads/{lead['id']}", "ETag": _etag(lead["version"])},
+    )
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=LeadOut)
-async def post_lead(body: LeadCreate, principal: CurrentPrincipal, conn: Tx, response: Response) -> LeadOut:
-    lead = await create_lead(conn, principal, body)
-    response.headers["Location"] = f"/v1/leads/{lead['id']}"
-    response.headers["ETag"] = _etag(lead["version"])
-    return LeadOut.model_validate(dict(lead))
+async def post_lead(
+    body: LeadCreate, principal: CurrentPrincipal, db: DB, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    if idempotency_key is None:
+        async with db.transaction() as conn:
+            lead = await create_lead(conn, principal, body)
+        # Committed: only now is the lead acknowledged.
+        return _created(lead)
+
+    async def write(conn: Connection) -> Response:
+        return _created(await create_lead(conn, principal, body))
+
+    keyed = IdempotentRequest.of(principal, idempotency_key, "POST /v1/leads", body)
+    # answer_once returns only after the commit, or the first request's answer if the key has one.
+    return await answer_once(db, SCHEMA, keyed, write)
 
 
 @router.get("/{lead_id}", response_model=LeadOut)
-async def get_lead(lead_id: uuid.UUID, principal: CurrentPrincipal, conn: ReadConn, response: Response) -> LeadOut:
+async def get_lead(lead_id: uuid.UUID, principal: CurrentPrincipal, conn: ReadConn) -> Response:
     lead = await LeadRepository(conn, principal).get(lead_id)
     if lead is None:
         raise NotFound(f"There is no lead {lead_id}.")
-    response.headers["ETag"] = _etag(lead["version"])
-    return LeadOut.model_validate(dict(lead))
+    return model_response(LeadOut.model_validate(dict(lead)), headers={"ETag": _etag(lead["version"])})
 
 
 @router.get("", response_model=LeadPage)
