@@ -22,10 +22,19 @@ def alembic_config(service: str, admin_url: str) -> Config:
     return config
 
 
+EXTENSIONS = ("pg_trgm", "btree_gin")
+
+
 async def bootstrap(admin_url: str) -> None:
     """Creates (or updates) each service's login role and its schema, owned by that role."""
     conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('voronka-bootstrap'))")
+            # Contrib extensions the services' indexes use (trigram search, btree columns in GIN indexes).
+            # They are database-wide, so the admin creates them; the roles only use them.
+            for extension in EXTENSIONS:
+                await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {extension} WITH SCHEMA public")
         for service in SERVICES:
             role = role_name(service)
             password = role_password(service).replace("'", "''")

@@ -7,6 +7,7 @@ together or not at all; the dispatcher delivers it after commit.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,22 @@ def checked_schema(schema: str) -> str:
     return schema
 
 
+def cloud_event(payload: EventPayload, *, workspace_id: uuid.UUID, subject: uuid.UUID | str) -> dict[str, Any]:
+    """The CloudEvent for a payload, with a fresh id and the current trace."""
+    return {
+        "specversion": "1.0",
+        "id": str(new_id()),
+        "source": f"/voronka/{checked_schema(payload.producer)}",
+        "type": payload.type(),
+        "subject": str(subject),
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "workspaceid": str(workspace_id),
+        "traceparent": current_traceparent(),
+        "data": payload.model_dump(mode="json"),
+    }
+
+
 async def publish(
     conn: Connection,
     payload: EventPayload,
@@ -37,20 +54,7 @@ async def publish(
 ) -> dict[str, Any]:
     """Adds the event to the producer's outbox inside the current transaction; returns the CloudEvent."""
     schema = checked_schema(payload.producer)
-    event_id = new_id()
-    now = datetime.now(UTC)
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": str(event_id),
-        "source": f"/voronka/{schema}",
-        "type": payload.type(),
-        "subject": str(subject),
-        "time": now.isoformat(),
-        "datacontenttype": "application/json",
-        "workspaceid": str(workspace_id),
-        "traceparent": current_traceparent(),
-        "data": payload.model_dump(mode="json"),
-    }
+    event = cloud_event(payload, workspace_id=workspace_id, subject=subject)
     # One round trip: the insert, and a wake-up for the dispatchers delivered when the transaction commits.
     await conn.execute(
         f"""
@@ -60,9 +64,36 @@ async def publish(
         )
         SELECT pg_notify('{notify_channel(schema)}', '')
         """,
-        workspace_id, event_id, event["type"], event["subject"], now, event,
+        workspace_id, uuid.UUID(event["id"]), event["type"], event["subject"],
+        datetime.fromisoformat(event["time"]), event,
     )
     return event
+
+
+async def publish_many(conn: Connection, schema: str, events: Sequence[dict[str, Any]]) -> None:
+    """Adds many CloudEvents (from `cloud_event`) in one statement, in order, inside the current transaction."""
+    if not events:
+        return
+    rows = [
+        {
+            "workspace_id": e["workspaceid"], "id": e["id"], "type": e["type"], "subject": e["subject"],
+            "occurred_at": e["time"], "event": e,
+        }
+        for e in events
+    ]
+    await conn.execute(
+        f"""
+        WITH added AS (
+            INSERT INTO {checked_schema(schema)}.outbox (workspace_id, id, type, subject, occurred_at, event)
+            SELECT workspace_id, id, type, subject, occurred_at, event
+            FROM jsonb_to_recordset($1::jsonb) AS r(
+                workspace_id uuid, id uuid, type text, subject text, occurred_at timestamptz, event jsonb
+            )
+        )
+        SELECT pg_notify('{notify_channel(schema)}', '')
+        """,
+        rows,
+    )
 
 
 async def list_dead_letters(conn: Connection, schema: str) -> list[dict[str, Any]]:

@@ -74,6 +74,16 @@ class InvalidField(Problem):
         super().__init__(message, errors=[{"field": field, "code": code, "message": message}])
 
 
+class InvalidFields(Problem):
+    """Several fields break rules at once: each is named in `errors`."""
+
+    status, code, title = 422, "validation-error", "The request has invalid fields"
+
+    def __init__(self, errors: Sequence[dict[str, str]]) -> None:
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        super().__init__(f"Check these fields: {fields}.", errors=errors)
+
+
 def problem_response(
     status: int,
     code: str,

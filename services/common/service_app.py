@@ -15,6 +15,7 @@ from services.common.observability import RequestContextMiddleware, configure_lo
 from services.common.problems import install_problem_handlers
 from services.common.settings import get_settings
 from services.common.signing import DeliverySigner
+from services.common.workers import WorkerFactory
 
 
 def create_service_app(
@@ -23,6 +24,7 @@ def create_service_app(
     title: str,
     routers: Sequence[APIRouter],
     handlers: Mapping[str, Handler] | None = None,
+    workers: Sequence[WorkerFactory] = (),
 ) -> FastAPI:
     settings = get_settings()
     # At factory time, so that uvicorn's own start-up lines are JSON too.
@@ -41,9 +43,17 @@ def create_service_app(
         app.state.dispatcher = dispatcher
         if settings.dispatcher_enabled:
             await dispatcher.start()
+        # Background queues (webhook processing, imports) run beside the API; with workers disabled a
+        # replica only serves requests and others do the work.
+        running = [factory(db) for factory in workers] if settings.workers_enabled else []
+        app.state.workers = running
+        for worker in running:
+            await worker.start()
         try:
             yield
         finally:
+            for worker in running:
+                await worker.stop()
             await dispatcher.stop()
             await db.close()
 

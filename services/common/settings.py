@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     tasks_url: str = "http://127.0.0.1:8003"
     reporting_url: str = "http://127.0.0.1:8004"
 
+    # Background queues (inbound webhooks, imports): off on replicas that should only serve requests.
+    workers_enabled: bool = True
+    # Inbound webhooks: the largest body taken (413 beyond), and how far a signed timestamp may be off.
+    inbound_max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    inbound_tolerance_seconds: int = Field(default=300, gt=0)
+    # CSV imports: the largest file taken (413 beyond).
+    import_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
     # Outbox dispatcher tuning.
     dispatcher_enabled: bool = True
     dispatcher_poll_seconds: float = 1.0

@@ -2,7 +2,7 @@
 
 from services.contracts.catalogue import PAYLOADS, SUBSCRIPTIONS, produced_by, subscribers_of
 from services.contracts.envelope import CloudEvent, event_name, event_type
-from services.contracts.leads import LeadCreatedV1
+from services.contracts.leads import LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1
 from services.contracts.payload import EventPayload
 
 __all__ = [
@@ -11,6 +11,9 @@ __all__ = [
     "CloudEvent",
     "EventPayload",
     "LeadCreatedV1",
+    "LeadMergedV1",
+    "LeadStatusChangedV1",
+    "LeadUpdatedV1",
     "event_name",
     "event_type",
     "produced_by",

@@ -6,10 +6,12 @@ in one place. docs/architecture.md mirrors it for humans.
 
 from __future__ import annotations
 
-from services.contracts.leads import LeadCreatedV1
+from services.contracts.leads import LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1
 from services.contracts.payload import EventPayload
 
-PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (LeadCreatedV1,)}
+PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (
+    LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1,
+)}
 
 # consumer service -> the event names it subscribes to
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {

@@ -1,11 +1,35 @@
-"""The leads service's tables, in its own `leads` schema and MetaData."""
+"""The leads service's tables, in its own `leads` schema and MetaData.
+
+leads                 one row per person or company to sell to; merged-away leads stay, pointing at the survivor
+lead_identities       the normalized email and phone numbers each lead owns: the dedupe key, unique per workspace
+lead_touches          every time a lead reached us (API, batch, webhook, import) with its source and UTM tags
+lead_status_changes   the lifecycle: who moved a lead from which status to which, when, and why
+lead_merges           the audit of hand merges: which fields the survivor took from which lead
+lead_settings         per-workspace capture settings: phone region, disqualification reasons, custom fields
+sources               inbound webhook endpoints an admin configured: channel, field mapping, secret
+inbound_requests      every raw webhook request, stored before it is answered; quarantined ones keep the reason
+imports               CSV imports: the file, its mapping and the progress of the background run
+import_rejections     the rows an import could not take, with the reasons (the downloadable file)
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, MetaData, text
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    Computed,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -20,11 +44,34 @@ class LeadsTable(SQLModel, registry=registry(metadata=metadata)):
     """Base of this service's tables: they land in its MetaData, not SQLModel's global one."""
 
 
+def _now() -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")))
+
+
+def _jsonb(default: str) -> Any:
+    return Field(sa_column=Column(JSONB, nullable=False, server_default=text(f"'{default}'::jsonb")))
+
+
+def _text_array() -> Any:
+    return Field(sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")))
+
+
 class Lead(LeadsTable, table=True):
     __tablename__ = "leads"
     __table_args__ = (
-        # A rep's own leads, newest first.
+        # Each list filter has an index that also yields the newest-first order, so a filtered first page
+        # reads only the rows it returns (docs/leads.md, "Finding leads").
         Index("ix_leads_owner", "workspace_id", "owner_id", "id"),
+        Index("ix_leads_status", "workspace_id", "status", "id"),
+        Index("ix_leads_source", "workspace_id", "source_id", "id"),
+        Index("ix_leads_channel", "workspace_id", "channel", "id"),
+        Index("ix_leads_updated", "workspace_id", "updated_at", "id"),
+        # Tags and free-text search: GIN with workspace_id first (btree_gin), trigrams for substrings.
+        Index("ix_leads_tags", "workspace_id", "tags", postgresql_using="gin"),
+        Index(
+            "ix_leads_search", "workspace_id", "search_text", postgresql_using="gin",
+            postgresql_ops={"search_text": "public.gin_trgm_ops"},
+        ),
     )
 
     workspace_id: uuid.UUID = Field(primary_key=True)
@@ -33,18 +80,219 @@ class Lead(LeadsTable, table=True):
     email: str | None = None
     phone: str | None = None
     company: str | None = None
+    position: str | None = None
+    notes: str | None = None
+    tags: list[str] = _text_array()
+    custom: dict[str, Any] = _jsonb("{}")
+    # The first touch: where the lead came from. Later touches are in lead_touches.
     source: str | None = None
+    source_id: uuid.UUID | None = None
+    channel: str | None = None
+    utm: dict[str, Any] = _jsonb("{}")
     owner_id: uuid.UUID | None = None
     status: str = Field(default="new", sa_column_kwargs={"server_default": "new"})
+    disqualification_reason: str | None = None
+    # Set when a hand merge folded this lead into another; such a lead is read-only.
+    merged_into_id: uuid.UUID | None = None
+    # Lower-cased name, email, phone and company, kept by the database for the trigram search.
+    search_text: str = Field(
+        sa_column=Column(
+            Text,
+            Computed(
+                "lower(name || ' ' || coalesce(email, '') || ' ' || coalesce(phone, '') || ' '"
+                " || coalesce(company, ''))",
+                persisted=True,
+            ),
+            nullable=False,
+        )
+    )
     created_by: uuid.UUID
-    created_at: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
-    )
-    updated_at: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
-    )
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    status_changed_at: datetime = _now()
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class LeadIdentity(LeadsTable, table=True):
+    __tablename__ = "lead_identities"
+    __table_args__ = (Index("ix_lead_identities_lead", "workspace_id", "lead_id"),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    kind: str = Field(primary_key=True)  # email | phone
+    value: str = Field(primary_key=True)
+    lead_id: uuid.UUID
+
+
+class LeadTouch(LeadsTable, table=True):
+    __tablename__ = "lead_touches"
+    __table_args__ = (Index("ix_lead_touches_lead", "workspace_id", "lead_id", "id"),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    lead_id: uuid.UUID
+    via: str  # api | batch | webhook | import
+    source: str | None = None
+    source_id: uuid.UUID | None = None
+    channel: str | None = None
+    utm: dict[str, Any] = _jsonb("{}")
+    # What this touch brought, normalized: the audit of where each value came from.
+    data: dict[str, Any] = _jsonb("{}")
+    # The inbound request or import this touch came from, if any.
+    origin_id: uuid.UUID | None = None
+    touched_at: datetime = _now()
+
+
+class LeadStatusChange(LeadsTable, table=True):
+    __tablename__ = "lead_status_changes"
+    __table_args__ = (Index("ix_lead_status_changes_lead", "workspace_id", "lead_id", "id"),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    lead_id: uuid.UUID
+    from_status: str
+    to_status: str
+    reason: str | None = None
+    comment: str | None = None
+    changed_by: uuid.UUID
+    changed_at: datetime = _now()
+
+
+class LeadMerge(LeadsTable, table=True):
+    __tablename__ = "lead_merges"
+    __table_args__ = (
+        Index("ix_lead_merges_survivor", "workspace_id", "survivor_id", "id"),
+        Index("ix_lead_merges_merged", "workspace_id", "merged_id"),
+    )
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    survivor_id: uuid.UUID
+    merged_id: uuid.UUID
+    # field -> {"value": ..., "from": lead id}: what the survivor holds after the merge and whose it was.
+    fields: dict[str, Any] = _jsonb("{}")
+    merged_by: uuid.UUID
+    merged_at: datetime = _now()
+
+
+class LeadSettings(LeadsTable, table=True):
+    __tablename__ = "lead_settings"
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    # ISO 3166 region used to read phone numbers written without a country code; null: they need a "+".
+    default_region: str | None = None
+    disqualification_reasons: list[str] = Field(
+        sa_column=Column(
+            ARRAY(Text),
+            nullable=False,
+            server_default=text("'{no_budget,no_need,no_authority,bad_timing,competitor,unreachable,spam}'::text[]"),
+        )
+    )
+    # [{"key", "label", "type", "required", "options"}]: the workspace's custom lead fields.
+    custom_fields: list[dict[str, Any]] = Field(
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    )
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class Source(LeadsTable, table=True):
+    __tablename__ = "sources"
+    __table_args__ = (
+        Index("uq_sources_name", "workspace_id", "name", unique=True),
+        # Inbound requests name only the source id (the URL carries no workspace). Sources are few and
+        # small: a reference table when data is distributed (docs/architecture.md, "Scale-out").
+        Index("uq_sources_id", "id", unique=True),
+    )
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    name: str
+    channel: str
+    # lead field -> where to find it in the payload (docs/leads.md, "Field mapping").
+    mapping: dict[str, Any] = _jsonb("{}")
+    # Standard Webhooks signing secret ("whsec_..."), needed in clear to verify signatures.
+    secret: str
+    # sha256 of the plain-form token, for senders that cannot sign (HTML forms); shown once at creation.
+    token_hash: str
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    created_by: uuid.UUID
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class InboundRequest(LeadsTable, table=True):
+    __tablename__ = "inbound_requests"
+    __table_args__ = (
+        # A message id is taken once per source: a replayed delivery is recognised, not processed again.
+        Index("uq_inbound_requests_message", "workspace_id", "source_id", "message_id", unique=True),
+        # The worker's queue: only pending rows, so it stays small however many requests were received.
+        Index(
+            "ix_inbound_requests_pending", "workspace_id", "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_inbound_requests_status", "workspace_id", "status", "source_id", "id"),
+    )
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    source_id: uuid.UUID
+    message_id: str
+    content_type: str
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The request headers worth keeping (user agent, sender's ids), never the secret-bearing ones.
+    headers: dict[str, Any] = _jsonb("{}")
+    # pending | processed | quarantined
+    status: str = Field(default="pending", sa_column_kwargs={"server_default": "pending"})
+    # Why it is quarantined: [{"field", "code", "message"}].
+    errors: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")))
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    lead_id: uuid.UUID | None = None
+    outcome: str | None = None  # created | merged
+    received_at: datetime = _now()
+    processed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class Import(LeadsTable, table=True):
+    __tablename__ = "imports"
+    __table_args__ = (
+        Index("ix_imports_pending", "workspace_id", "id", postgresql_where=text("status IN ('pending', 'running')")),
+    )
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    filename: str | None = None
+    # pending | running | done | failed
+    status: str = Field(default="pending", sa_column_kwargs={"server_default": "pending"})
+    encoding: str
+    delimiter: str
+    # lead field -> CSV column header, and what every row gets (source, channel, owner, tags).
+    mapping: dict[str, Any] = _jsonb("{}")
+    defaults: dict[str, Any] = _jsonb("{}")
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    total_rows: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    rows_done: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    created: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    merged: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    rejected: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    error: str | None = None
+    created_by: uuid.UUID
+    created_at: datetime = _now()
+    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class ImportRejection(LeadsTable, table=True):
+    __tablename__ = "import_rejections"
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    import_id: uuid.UUID = Field(primary_key=True)
+    row_number: int = Field(primary_key=True)
+    # The row as it was in the file, so it can be fixed and imported again.
+    raw: list[str] = _text_array()
+    errors: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")))
 
 
 add_event_tables(metadata)
 add_idempotency_table(metadata)
+

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.common.problems import validation_errors
+from services.leads.intake import CaptureSettings, InvalidLead, validate_lead
 from services.leads.schemas import LeadCreate
 
 FIELDS = ["name", "email", "phone", "company", "source", "owner_id"]
@@ -32,21 +33,23 @@ bodies = st.dictionaries(st.sampled_from([*FIELDS, "fax", "Name"]) | st.text(max
 @given(bodies)
 def test_any_body_is_accepted_or_refused_naming_its_fields(body):
     try:
-        lead = LeadCreate.model_validate(body)
-    except ValidationError as exc:
-        errors = http_errors(exc)
-        assert errors
-        for error in errors:
+        lead = validate_lead(body, CaptureSettings(default_region="RU"))
+    except InvalidLead as exc:
+        assert exc.errors
+        for error in exc.errors:
             field = error["field"]
             named = [key for key in [*body, "name"] if field == key or field.startswith((f"{key}.", f"{key}["))]
             assert named, error
             assert error["message"]
         return
     assert set(body) <= set(FIELDS)
+    assert lead.name is not None
     assert 1 <= len(lead.name) <= 200
     assert lead.name == lead.name.strip()
     if lead.email is not None:
         assert lead.email == lead.email.lower()
+    if lead.phone is not None:
+        assert lead.phone.startswith("+") and lead.phone[1:].isdigit()
 
 
 @given(
