@@ -194,6 +194,14 @@ async def answer_once(
             # Taken a moment ago, expired by now: rare enough that the client's retry sorts it out.
             raise IdempotencyKeyInProgress() from None
         return replay
+    except Problem:
+        # A retry can fail on the first attempt's own effects before reaching the key (a source name its first
+        # attempt took is now "taken"): when the key holds an answer, that answer is the one to give.
+        async with db.connection() as conn:
+            replay = await _recall(conn, schema, request)
+        if replay is None:
+            raise
+        return replay
     if response.background is None and random.randrange(SWEEP_ODDS) == 0:
         response.background = BackgroundTask(_sweep, db, schema, request.workspace_id)
     return response

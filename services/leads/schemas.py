@@ -16,7 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from services.common.text import NoNul
 
 
-
 def _email(value: str | None) -> str | None:
     from services.leads.normalize import normalize_email
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 from prometheus_client import REGISTRY
+from standardwebhooks import Webhook
 
 from services.cli.migrate import migrate
 from services.common.auth import Role
@@ -319,3 +322,50 @@ async def test_two_leads_replicas_share_one_outbox_without_double_delivery(
     assert set(delivered) == set(await event_ids_of_leads(admin_db, lead_ids | set(more)))
     assert set(delivered.values()) == {1}
     assert (await admin_db.fetchval(INBOX), await admin_db.fetchval(DEAD_LETTERS)) == (50, 0)
+
+
+async def test_a_signed_webhook_from_a_marketing_tool_becomes_a_lead_that_reporting_counts(
+    full_stack, workspace, admin_db
+):
+    """The whole intake path across processes: a form service signs a POST, the leads service stores it,
+    its worker maps it into a lead, the outbox delivers lead.created, reporting counts it."""
+    token = token_for(workspace, Role.admin)
+    leads_url = full_stack.urls["leads"]
+    async with httpx.AsyncClient(base_url=leads_url, headers=auth_headers(token), timeout=10) as leads, \
+            httpx.AsyncClient(base_url=leads_url, timeout=10) as form_service, \
+            httpx.AsyncClient(base_url=full_stack.gateway_url, timeout=10) as gateway:
+        source = (await leads.post("/v1/sources", json={
+            "name": "Typeform: demo request", "channel": "marketing_tool",
+            "mapping": {
+                "name": "form_response.answers[field.ref=name].text",
+                "email": "form_response.answers[field.ref=email].email",
+                "utm.campaign": "form_response.hidden.utm_campaign",
+            },
+        })).json()
+        body = orjson.dumps({"form_response": {
+            "hidden": {"utm_campaign": "black-friday"},
+            "answers": [
+                {"type": "text", "text": "Ada Lovelace", "field": {"ref": "name"}},
+                {"type": "email", "email": "Ada@Example.com", "field": {"ref": "email"}},
+            ],
+        }})
+        sent_at = datetime.now(UTC)
+        response = await form_service.post(source["inbound_url"], content=body, headers={
+            "content-type": "application/json", "webhook-id": "msg_e2e_1",
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": Webhook(source["secret"]).sign("msg_e2e_1", sent_at, body.decode()),
+        })
+        assert response.status_code == 202, response.text
+
+        found = await eventually(
+            lambda: leads.get("/v1/leads", params={"q": "lovelace"}), lambda r: len(r.json()["items"]) == 1
+        )
+        lead = found.json()["items"][0]
+        assert (lead["email"], lead["channel"], lead["source"]) == (
+            "ada@example.com", "marketing_tool", "Typeform: demo request"
+        )
+        assert lead["utm"] == {"campaign": "black-friday"}
+        stats = await eventually(
+            lambda: graphql_data(gateway, token, LEAD_STATS), lambda d: d["leadStats"]["total"] == 1
+        )
+        assert stats["leadStats"]["bySource"] == [{"source": "Typeform: demo request", "count": 1}]

@@ -43,8 +43,10 @@ async def test_a_repeat_by_email_merges_into_the_known_lead_and_keeps_the_new_to
     assert lead["id"] == first.json()["id"]
     # The known lead keeps its name and first touch, and takes what it lacked.
     assert lead["name"] == "Ivan Petrov"
-    assert lead["source"] == "Spring webinar" and lead["utm"] == {"source": "google", "campaign": "spring"}
-    assert lead["phone"] == "+79161234567" and lead["company"] == "Acme"
+    assert lead["source"] == "Spring webinar"
+    assert lead["utm"] == {"source": "google", "campaign": "spring"}
+    assert lead["phone"] == "+79161234567"
+    assert lead["company"] == "Acme"
     assert lead["version"] == 2
     history = (await leads.get(f"/v1/leads/{lead['id']}/history")).json()
     assert [(t["via"], t["channel"], t["utm"]) for t in history["touches"]] == [
@@ -55,7 +57,8 @@ async def test_a_repeat_by_email_merges_into_the_known_lead_and_keeps_the_new_to
     merged = json.loads(
         await admin_db.fetchval("SELECT event FROM leads.outbox WHERE type = 'voronka.lead.merged.v1'")
     )
-    assert merged["data"]["how"] == "auto" and sorted(merged["data"]["filled"]) == ["company", "phone"]
+    assert merged["data"]["how"] == "auto"
+    assert sorted(merged["data"]["filled"]) == ["company", "phone"]
 
 
 async def test_a_repeat_by_phone_in_another_format_merges(leads):

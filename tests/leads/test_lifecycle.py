@@ -67,9 +67,11 @@ async def test_disqualifying_needs_a_reason_from_the_workspace_list(leads):
     lead = await new_lead(leads)
     url = f"/v1/leads/{lead['id']}/status"
     missing = await leads.post(url, json={"status": "disqualified"})
-    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "reason"
+    assert missing.status_code == 422
+    assert missing.json()["errors"][0]["field"] == "reason"
     unknown = await leads.post(url, json={"status": "disqualified", "reason": "too_tall"})
-    assert unknown.status_code == 422 and "no_budget" in unknown.json()["errors"][0]["message"]
+    assert unknown.status_code == 422
+    assert "no_budget" in unknown.json()["errors"][0]["message"]
 
     await leads.patch("/v1/lead-settings", json={"disqualification_reasons": ["no_budget", "too_tall"]})
     ok = await leads.post(url, json={"status": "disqualified", "reason": "too_tall", "comment": "2 m"})
@@ -83,7 +85,8 @@ async def test_patch_with_a_stale_etag_is_412_and_changes_nothing(leads):
     lead = await new_lead(leads, company="Acme")
     url = f"/v1/leads/{lead['id']}"
     first = await leads.patch(url, json={"company": "Acme Corp"}, headers={"If-Match": '"1"'})
-    assert first.status_code == 200 and first.headers["etag"] == '"2"'
+    assert first.status_code == 200
+    assert first.headers["etag"] == '"2"'
     stale = await leads.patch(url, json={"company": "Acme Ltd"}, headers={"If-Match": '"1"'})
     assert stale.status_code == 412
     assert stale.headers["content-type"] == "application/problem+json"
@@ -142,7 +145,8 @@ async def test_a_rep_cannot_hand_a_lead_to_someone_else_but_a_head_of_sales_can(
         refused = await as_rep.patch(f"/v1/leads/{lead['id']}", json={"owner_id": str(colleague)})
         assert refused.status_code == 403
         handed = await as_head.patch(f"/v1/leads/{lead['id']}", json={"owner_id": str(colleague)})
-        assert handed.status_code == 200 and handed.json()["owner_id"] == str(colleague)
+        assert handed.status_code == 200
+        assert handed.json()["owner_id"] == str(colleague)
         # Now it is the colleague's: the rep no longer sees it.
         assert (await as_rep.get(f"/v1/leads/{lead['id']}")).status_code == 404
 
@@ -155,11 +159,14 @@ async def test_merging_by_hand_keeps_an_audit_and_folds_in_the_other(leads, admi
 
     assert response.status_code == 200, response.text
     merged = response.json()
-    assert merged["email"] == "ivan@example.com" and merged["phone"] == "+79161234567"
+    assert merged["email"] == "ivan@example.com"
+    assert merged["phone"] == "+79161234567"
     assert merged["tags"] == ["vip", "expo"]
-    assert merged["source"] == "Expo" and merged["channel"] == "event"  # the earlier first touch
+    assert merged["source"] == "Expo"
+    assert merged["channel"] == "event"
     folded = (await leads.get(f"/v1/leads/{older['id']}")).json()
-    assert folded["status"] == "merged" and folded["merged_into_id"] == survivor["id"]
+    assert folded["status"] == "merged"
+    assert folded["merged_into_id"] == survivor["id"]
     history = (await leads.get(f"/v1/leads/{survivor['id']}/history")).json()
     assert len(history["touches"]) == 2
     [audit] = history["merges"]
@@ -170,7 +177,8 @@ async def test_merging_by_hand_keeps_an_audit_and_folds_in_the_other(leads, admi
     assert again.json()["id"] == survivor["id"]
     listed = (await leads.get("/v1/leads")).json()["items"]
     assert [item["id"] for item in listed] == [survivor["id"]]
-    assert (await leads.post(f"/v1/leads/{survivor['id']}/merge", json={"other_lead_id": older["id"]})).status_code == 409
+    twice = await leads.post(f"/v1/leads/{survivor['id']}/merge", json={"other_lead_id": older["id"]})
+    assert twice.status_code == 409
     assert (await leads.patch(f"/v1/leads/{older['id']}", json={"name": "x"})).status_code == 409
     [event] = [e for e in await events(admin_db, "lead.merged") if e["how"] == "manual"]
     assert event["merged_lead_id"] == older["id"]
@@ -178,9 +186,11 @@ async def test_merging_by_hand_keeps_an_audit_and_folds_in_the_other(leads, admi
 
 async def test_lead_settings_are_validated_and_versioned(leads, stack, workspace):
     bad = await leads.patch("/v1/lead-settings", json={"default_region": "XX"})
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "default_region"
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "default_region"
     ok = await leads.patch("/v1/lead-settings", json={"default_region": "de"}, headers={"If-Match": '"0"'})
-    assert ok.status_code == 200 and ok.json()["default_region"] == "DE"
+    assert ok.status_code == 200
+    assert ok.json()["default_region"] == "DE"
     stale = await leads.patch("/v1/lead-settings", json={"default_region": "RU"}, headers={"If-Match": '"0"'})
     assert stale.status_code == 412
     async with stack.client("leads", token_for(workspace, Role.rep)) as rep:
