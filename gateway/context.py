@@ -14,7 +14,7 @@ from strawberry.fastapi import BaseContext
 
 from gateway.clients.base import Caller
 from gateway.clients.pools import Clients, UpstreamPools
-from gateway.loaders.leads import LeadLoader, create_lead_loader
+from gateway.loaders.leads import HistoryLoader, LeadLoader, create_history_loader, create_lead_loader
 from services.common.auth import Principal, bearer_token, get_verifier
 from services.common.observability import current_traceparent, request_id_var
 
@@ -22,10 +22,11 @@ from services.common.observability import current_traceparent, request_id_var
 @dataclass(frozen=True, slots=True)
 class Loaders:
     lead: LeadLoader
+    history: HistoryLoader
 
     @classmethod
     def create(cls, clients: Clients) -> Loaders:
-        return cls(lead=create_lead_loader(clients.leads))
+        return cls(lead=create_lead_loader(clients.leads), history=create_history_loader(clients.leads))
 
 
 class GatewayContext(BaseContext):

@@ -12,3 +12,7 @@ class PublicError(Exception):
 
 class InvalidArgument(PublicError):
     """A field argument GraphQL's type system accepted but the gateway cannot use (too big, malformed)."""
+
+
+class NotAllowed(PublicError):
+    """The caller's role may not read this (a rep asking for the workspace's sources); the message says why."""

@@ -14,7 +14,10 @@ from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
 from gateway.errors import PublicError
+from gateway.types.imports import ImportsQuery
+from gateway.types.lead_settings import LeadSettingsMutation, LeadSettingsQuery
 from gateway.types.leads import LeadsMutation, LeadsQuery
+from gateway.types.sources import SourcesMutation, SourcesQuery
 from gateway.types.stats import StatsQuery
 from services.common.observability import request_id_var
 
@@ -22,12 +25,12 @@ log = logging.getLogger("voronka.gateway")
 
 
 @strawberry.type
-class Query(LeadsQuery, StatsQuery):
+class Query(LeadsQuery, LeadSettingsQuery, SourcesQuery, ImportsQuery, StatsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(LeadsMutation):
+class Mutation(LeadsMutation, LeadSettingsMutation, SourcesMutation):
     pass
 
 

@@ -20,6 +20,9 @@ LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 log = logging.getLogger("voronka.gateway.upstream")
 
+# A query parameter's value; a list repeats the parameter (`?status=new&status=working`).
+QueryValue = str | int | bool | list[str]
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -37,6 +40,21 @@ class Caller:
         if self.traceparent:
             headers["traceparent"] = self.traceparent
         return headers
+
+
+class Record(BaseModel):
+    """Base of the upstream answers' models: fields the gateway does not know yet are ignored, not refused."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def if_match(version: int | None) -> dict[str, str]:
+    """The If-Match header naming `version` (the record's ETag), or none: change whatever version is current."""
+    return {"If-Match": f'"{version}"'} if version is not None else {}
+
+
+def idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key is not None else {}
 
 
 class FieldProblem(BaseModel):
@@ -76,15 +94,24 @@ class UpstreamUnavailable(PublicError):
         self.service = service
 
 
-class UpstreamRejected(Exception):
-    """A 422: the service named the fields it refused. Resolvers turn these into `userErrors`.
+# The refusals a client can act on: not allowed, no such record, a conflict with the record's state, a stale
+# If-Match, invalid fields. With a problem+json body they become `UpstreamRejected`; any other status does not.
+REFUSALS = frozenset({403, 404, 409, 412, 422})
 
-    Not public on purpose: a 422 that no resolver expects means the gateway sent something wrong.
+
+class UpstreamRejected(Exception):
+    """A refusal (403, 404, 409, 412 or 422) with the service's reasons. Resolvers that expect it turn it into
+    `userErrors` (mutations) or a null or a public error (queries).
+
+    Not public on purpose: a refusal that no resolver expects means the gateway sent something wrong.
     """
 
-    def __init__(self, service: str, problem: Problem) -> None:
-        super().__init__(f"{service} rejected the request: {problem.detail}")
+    def __init__(self, service: str, status: int, problem: Problem) -> None:
+        super().__init__(f"{service} refused the request ({status}): {problem.detail}")
         self.service = service
+        self.status = status
+        # The problem type's last segment, e.g. "validation-error", "idempotency-key-in-progress".
+        self.code = problem.type.rstrip("/").rsplit("/", 1)[-1]
         self.detail = problem.detail or problem.title or "The request has invalid fields."
         self.errors = problem.errors
 
@@ -122,7 +149,7 @@ class ServiceClient:
         path: str,
         *,
         ok: Collection[int],
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, QueryValue] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
@@ -143,10 +170,10 @@ class ServiceClient:
         status = response.status_code
         if status in ok:
             return response
-        if status == 422:
+        if status in REFUSALS:
             problem = Problem.from_response(response)
             if problem is not None:
-                raise UpstreamRejected(self.service, problem)
+                raise UpstreamRejected(self.service, status, problem)
         if status in (502, 503, 504):
             log.warning(
                 "upstream unavailable",

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 import httpx
 
 from gateway.clients.base import Caller, open_pool
+from gateway.clients.imports import ImportsClient
 from gateway.clients.leads import LeadsClient
 from gateway.clients.reporting import ReportingClient
+from gateway.clients.sources import SourcesClient
 from services.common.settings import Settings
 
 
@@ -20,6 +22,8 @@ class Clients:
     """The upstream clients of one request."""
 
     leads: LeadsClient
+    sources: SourcesClient
+    imports: ImportsClient
     reporting: ReportingClient
 
 
@@ -40,8 +44,12 @@ class UpstreamPools:
         )
 
     def bind(self, caller: Caller) -> Clients:
+        # Sources and imports are the leads service's too: their clients share its pool.
         return Clients(
-            leads=LeadsClient(self.leads, caller), reporting=ReportingClient(self.reporting, caller)
+            leads=LeadsClient(self.leads, caller),
+            sources=SourcesClient(self.leads, caller),
+            imports=ImportsClient(self.leads, caller),
+            reporting=ReportingClient(self.reporting, caller),
         )
 
     async def aclose(self) -> None:

@@ -57,11 +57,22 @@ class FakeUpstreams:
             "email": values.get("email"),
             "phone": values.get("phone"),
             "company": values.get("company"),
+            "position": None,
+            "notes": None,
+            "tags": [],
+            "custom": {},
             "source": values.get("source"),
+            "source_id": None,
+            "channel": None,
+            "utm": {},
             "owner_id": None,
             "status": "new",
+            "disqualification_reason": None,
+            "merged_into_id": None,
+            "created_by": str(USER_ID),
             "created_at": now,
             "updated_at": now,
+            "status_changed_at": now,
             "version": 1,
         }
         self.leads.append(lead)
@@ -230,3 +241,41 @@ def graphql(client: httpx.AsyncClient) -> GraphQL:
         return body
 
     return run
+
+
+# ---- the gateway over the real leads service ------------------------------------------------------------
+
+
+@dataclass
+class LiveGateway:
+    """The gateway app in-process, calling the real leads service (served over HTTP on the test's database)."""
+
+    client: httpx.AsyncClient
+    leads_url: str
+
+    async def graphql(self, token: str, query: str, **variables: Any) -> dict[str, Any]:
+        """The operation's `data`, asserting there were no GraphQL errors."""
+        body = await self.run(token, query, **variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def run(self, token: str, query: str, **variables: Any) -> dict[str, Any]:
+        """The whole response body, errors included."""
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture
+async def live_gateway(stack: Any, restore_logging: None) -> AsyncIterator[LiveGateway]:
+    await stack.start("leads")
+    # After `stack` pointed VORONKA_LEADS_URL at the service it started.
+    app = create_app(get_settings())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway", timeout=10
+    ) as client:
+        yield LiveGateway(client=client, leads_url=stack.url("leads"))

@@ -34,7 +34,7 @@ async def test_create_lead_returns_the_new_lead(graphql, upstreams, token):
     assert payload["userErrors"] == []
     assert payload["lead"]["name"] == "Grace Hopper"
     assert payload["lead"]["email"] == "grace@navy.mil"
-    assert payload["lead"]["status"] == "new"
+    assert payload["lead"]["status"] == "NEW"
     assert payload["lead"]["id"] == upstreams.leads[0]["id"]
     (call,) = upstreams.calls_to("POST", "/v1/leads")
     assert call.headers["authorization"] == f"Bearer {token}"
