@@ -48,7 +48,8 @@ def owner_for(principal: Principal, requested: uuid.UUID | None) -> uuid.UUID | 
     if principal.sees_whole_workspace:
         return requested
     if requested not in (None, principal.user_id):
-        raise Forbidden("A rep can take in leads only for themselves.")
+        message = "A rep can take in leads only for themselves."
+        raise Forbidden(message, errors=[{"field": "owner_id", "code": "forbidden", "message": message}])
     return principal.user_id
 
 

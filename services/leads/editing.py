@@ -63,7 +63,8 @@ async def edit_lead(
     values = _normalized(patch, lead, settings)
     changed = {f: v for f, v in values.items() if v != lead[f]}
     if "owner_id" in changed and not principal.sees_whole_workspace:
-        raise Forbidden("Handing a lead to another rep is the head of sales' call.")
+        message = "Handing a lead to another rep is the head of sales' call."
+        raise Forbidden(message, errors=[{"field": "owner_id", "code": "forbidden", "message": message}])
     if not changed:
         return lead
     for kind in ("email", "phone"):

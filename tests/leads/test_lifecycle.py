@@ -196,3 +196,20 @@ async def test_lead_settings_are_validated_and_versioned(leads, stack, workspace
     async with stack.client("leads", token_for(workspace, Role.rep)) as rep:
         assert (await rep.get("/v1/lead-settings")).json()["default_region"] == "DE"
         assert (await rep.patch("/v1/lead-settings", json={"default_region": "RU"})).status_code == 403
+
+
+async def test_merging_with_a_lead_that_is_not_there_names_it(leads):
+    lead = await new_lead(leads)
+    missing = await leads.post(f"/v1/leads/{lead['id']}/merge", json={"other_lead_id": str(uuid.uuid4())})
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["field"] == "other_lead_id"
+    itself = await leads.post(f"/v1/leads/{lead['id']}/merge", json={"other_lead_id": lead["id"]})
+    assert itself.status_code == 422
+
+
+async def test_a_rep_naming_another_owner_is_refused_naming_owner_id(stack, workspace):
+    await stack.start("leads")
+    async with stack.client("leads", token_for(workspace, Role.rep)) as rep:
+        response = await rep.post("/v1/leads", json={"name": "Ivan", "owner_id": str(uuid.uuid4())})
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["field"] == "owner_id"

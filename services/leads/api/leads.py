@@ -100,10 +100,13 @@ async def _settings(conn: Connection, principal: Principal) -> intake.CaptureSet
     return await intake.load_settings(conn, principal.workspace_id)
 
 
-async def _locked(conn: Connection, principal: Principal, lead_id: uuid.UUID) -> asyncpg.Record:
+async def _locked(
+    conn: Connection, principal: Principal, lead_id: uuid.UUID, field: str | None = None
+) -> asyncpg.Record:
     lead = await LeadRepository(conn, principal).get(lead_id, for_update=True)
     if lead is None:
-        raise NotFound(f"There is no lead {lead_id}.")
+        message = f"There is no lead {lead_id}."
+        raise NotFound(message, errors=[{"field": field, "code": "not_found", "message": message}] if field else ())
     return lead
 
 
@@ -323,7 +326,8 @@ async def merge(
         first, second = sorted((lead_id, body.other_lead_id))
         locked: dict[uuid.UUID, Any] = {}
         for target in (first, second):
-            locked[target] = await _locked(conn, principal, target)
+            field = "other_lead_id" if target == body.other_lead_id else None
+            locked[target] = await _locked(conn, principal, target, field)
         return _lead_response(await merge_leads(conn, principal, locked[lead_id], locked[body.other_lead_id]))
 
     if idempotency_key is None:
