@@ -156,6 +156,17 @@ async def test_a_plain_html_form_with_the_token_in_its_url_creates_a_lead(admin,
     assert source["token"].encode() not in row["body"]
 
 
+async def test_tildas_connection_check_is_answered_and_not_kept(admin, sender, admin_db):
+    source = await new_source(admin, name="Tilda landing")
+    response = await sender.post(source["inbound_url"], params={"token": source["token"]}, data={"test": "test"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert await admin_db.fetchval("SELECT count(*) FROM leads.inbound_requests") == 0
+    # Without the source's token it is refused like any other request.
+    refused = await sender.post(source["inbound_url"], params={"token": "wrong"}, data={"test": "test"})
+    assert refused.status_code == 401
+
+
 async def test_the_token_may_come_as_a_bearer_or_header_and_an_idempotency_key_dedupes(admin, sender):
     source = await new_source(admin)
     url = source["inbound_url"]

@@ -147,6 +147,15 @@ class Accepted(BaseModel):
     status: str = Field(description="accepted (stored, to be processed) or duplicate (this message id came before)")
 
 
+# What Tilda sends to a webhook URL when it is connected, to check that it answers.
+TILDA_CHECK = b"test=test"
+
+
+class ConnectionCheck(BaseModel):
+    status: str = "ok"
+    detail: str = "Connection check received; nothing was stored."
+
+
 @router.post(
     "/v1/inbound/{source_id}",
     status_code=status.HTTP_202_ACCEPTED,
@@ -182,6 +191,9 @@ async def receive(
         if not source["active"]:
             # Only a caller holding the credentials learns that the source exists but is switched off.
             raise InboundUnauthorized("This source is inactive; an admin of the workspace can reactivate it.")
+        if media_type == "application/x-www-form-urlencoded" and body.strip() == TILDA_CHECK:
+            # Tilda checks a new webhook URL with this POST and wants a 200; it carries no lead to keep.
+            return model_response(ConnectionCheck(), status.HTTP_200_OK)
         stored = await store_request(
             conn,
             workspace_id=source["workspace_id"],
