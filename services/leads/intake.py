@@ -62,11 +62,7 @@ def prepare(data: LeadCreate, settings: CaptureSettings) -> LeadCreate:
 
     errors: list[dict[str, str]] = []
     changes: dict[str, Any] = {}
-    if data.email is not None:
-        try:
-            changes["email"] = normalize.normalize_email(data.email)
-        except ValueError as exc:
-            errors.append({"field": "email", "code": "invalid_email", "message": str(exc)})
+    # The email was normalized with the shape (schemas.Email): it does not depend on the workspace.
     if data.phone is not None:
         try:
             changes["phone"] = normalize.normalize_phone(data.phone, settings.default_region)

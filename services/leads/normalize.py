@@ -13,10 +13,27 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 # ---------------------------------------------------------------------------------------------------- email
+
+
+# The common shape of an address, which email_validator would accept unchanged: checked with one regex, it
+# costs a microsecond instead of fifty, which matters for batches and imports. Anything else (quoted or unusual
+# local parts, IDNA, special-use domains, overlong) goes to email_validator.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+_SPECIAL_USE_TLDS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _plain_email(address: str) -> bool:
+    if len(address) > 254 or _PLAIN_EMAIL.fullmatch(address) is None:
+        return False
+    local, _, domain = address.partition("@")
+    # "--" in a label is reserved for IDNA forms ("xn--"), which email_validator rules on.
+    return len(local) <= 64 and "--" not in domain and domain.rsplit(".", 1)[-1] not in _SPECIAL_USE_TLDS
 
 
 def normalize_email(value: str) -> str:
@@ -30,6 +47,9 @@ def normalize_email(value: str) -> str:
         text = text[7:].strip()
     if not text:
         raise ValueError("The email address is empty. Expected an address like name@example.com.")
+    lowered = text.lower()
+    if _plain_email(lowered):
+        return lowered
     try:
         checked = validate_email(text.lower(), check_deliverability=False)
     except EmailNotValidError as exc:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from services.leads import normalize
 from services.leads.normalize import (
     check_custom,
     clean_text,
@@ -448,3 +449,18 @@ def test_definition_validator_never_crashes(definitions):
     for error in validate_definitions(definitions):
         assert error["field"].startswith("custom_fields")
         assert error["message"]
+
+
+@given(st.from_regex(normalize._PLAIN_EMAIL, fullmatch=True))
+def test_the_fast_path_for_plain_addresses_agrees_with_email_validator(address):
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        expected = None
+    try:
+        got = normalize.normalize_email(address)
+    except ValueError:
+        got = None
+    assert got == expected
