@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from uuid_utils import compat
 
@@ -12,6 +13,13 @@ WORKSPACE_NAMESPACE = uuid.UUID("0193a1f0-7c2e-7000-8000-766f726f6e6b")
 
 def new_id() -> uuid.UUID:
     return compat.uuid7()
+
+
+def first_id_at(moment: datetime) -> uuid.UUID:
+    """The smallest UUIDv7 minted at `moment`'s millisecond: a time range becomes a range of ids, so a query
+    on "created between" can walk the primary key instead of a separate index on the creation time."""
+    ms = max(0, int(moment.timestamp() * 1000))
+    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (0b10 << 62))
 
 
 def workspace_id_from(value: str) -> uuid.UUID:

@@ -230,11 +230,11 @@ async def list_leads(
     sort: Annotated[str, Query(description="created_at, -created_at (default), updated_at, -updated_at")] = (
         "-created_at"
     ),
-) -> LeadPage:
+) -> Response:
     repository = LeadRepository(conn, principal)
     if ids is not None:
         rows = await repository.many(_parse_ids(ids))
-        return LeadPage(items=[LeadOut.model_validate(dict(r)) for r in rows], next_cursor=None)
+        return _page(rows, None)
     if sort not in SORTS:
         raise InvalidField("sort", f"Sort by one of: {', '.join(SORTS)}.")
     for name, moment in (("created_after", created_after), ("created_before", created_before)):
@@ -247,9 +247,15 @@ async def list_leads(
     )
     after = _decode_cursor(cursor, sort) if cursor else None
     rows = await repository.page(limit + 1, sort=sort, after=after, where=where)
-    items = [LeadOut.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = _encode_cursor(sort, items[-1]) if len(rows) > limit else None
-    return LeadPage(items=items, next_cursor=next_cursor)
+    return _page(rows[:limit], sort if len(rows) > limit else None)
+
+
+def _page(rows: list[asyncpg.Record], continue_in: str | None) -> Response:
+    """A page of leads as JSON. The rows come from our own table in LeadOut's shape, so they are serialized
+    without validating them again (twice, with FastAPI's response_model): a third of a page's CPU otherwise."""
+    items = [LeadOut.model_construct(**dict(r)) for r in rows]
+    next_cursor = _encode_cursor(continue_in, items[-1]) if continue_in and items else None
+    return model_response(LeadPage.model_construct(items=items, next_cursor=next_cursor))
 
 
 @router.get("/{lead_id}/history", response_model=LeadHistory)
