@@ -400,3 +400,27 @@ async def test_only_admins_and_heads_of_sales_see_inbound_requests_of_their_work
     bad_filter = await admin.get("/v1/inbound-requests", params={"status": "lost"})
     assert bad_filter.status_code == 422
     assert bad_filter.json()["errors"][0]["field"] == "status"
+
+
+async def test_one_poisoned_request_does_not_hold_back_the_rest_of_its_batch(
+    no_background_workers, admin, sender, leads_db, monkeypatch
+):
+    source = await new_source(admin)
+    names = ["Anna", "Poison", "Boris", "Clara"]
+    for name in names:
+        response = await sender.post(source["inbound_url"], json={"name": name}, params={"token": source["token"]})
+        assert response.status_code == 202
+    real_capture = capture.capture
+
+    async def allergic(conn: Any, principal: Any, items: Any, **kwargs: Any) -> Any:
+        if any(item.name == "Poison" for item in items):
+            raise RuntimeError("capture cannot take this one")
+        return await real_capture(conn, principal, items, **kwargs)
+
+    monkeypatch.setattr(capture, "capture", allergic)
+    await InboundWorker(leads_db).step()
+
+    listed = (await admin.get("/v1/inbound-requests")).json()["items"]
+    assert sorted(r["status"] for r in listed) == ["pending", "processed", "processed", "processed"]
+    leads = (await admin.get("/v1/leads")).json()["items"]
+    assert sorted(lead["name"] for lead in leads) == ["Anna", "Boris", "Clara"]
