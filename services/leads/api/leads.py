@@ -3,6 +3,7 @@ merge duplicates, and read a lead's history."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import uuid
@@ -159,29 +160,17 @@ async def post_batch(
     """Takes up to 1,000 leads in one transaction. Each item is created, merged or rejected with its reasons;
     a rejected item does not stop the others."""
 
-    async def write(conn: Connection) -> Response:
+    async with db.connection() as conn:
         settings = await _settings(conn, principal)
-        results: list[BatchItemResult | None] = [None] * len(body.items)
-        valid: list[LeadCreate] = []
-        positions: list[int] = []
-        for i, raw in enumerate(body.items):
-            try:
-                item = intake.validate_lead(raw, settings, prefix=f"items[{i}].")
-                owner_for(principal, item.owner_id)
-            except intake.InvalidLead as exc:
-                results[i] = BatchItemResult(index=i, outcome="rejected", errors=exc.errors)
-                continue
-            except Problem as exc:
-                results[i] = BatchItemResult(
-                    index=i, outcome="rejected",
-                    errors=[{"field": f"items[{i}].owner_id", "code": "forbidden", "message": exc.detail}],
-                )
-                continue
-            valid.append(item)
-            positions.append(i)
+    # Checking a thousand leads is ~0.2 s of CPU (phone numbers, mostly): off the event loop, so the service
+    # keeps answering meanwhile, and outside the transaction, so no connection is held while it runs.
+    results, valid, positions = await asyncio.to_thread(_check_batch, body.items, settings, principal)
+
+    async def write(conn: Connection) -> Response:
+        outcomes = list(results)
         for i, captured in zip(positions, await capture(conn, principal, valid, via=Via.batch), strict=True):
-            results[i] = BatchItemResult(index=i, outcome=captured.outcome, lead_id=captured.lead["id"])
-        items = [r for r in results if r is not None]
+            outcomes[i] = BatchItemResult(index=i, outcome=captured.outcome, lead_id=captured.lead["id"])
+        items = [r for r in outcomes if r is not None]
         summary = BatchResult(
             created=sum(r.outcome == "created" for r in items),
             merged=sum(r.outcome == "merged" for r in items),
@@ -196,6 +185,31 @@ async def post_batch(
         return response
     keyed = IdempotentRequest.of(principal, idempotency_key, "POST /v1/leads:batch", body)
     return await answer_once(db, SCHEMA, keyed, write)
+
+
+def _check_batch(
+    raw_items: list[dict[str, Any]], settings: intake.CaptureSettings, principal: Principal
+) -> tuple[list[BatchItemResult | None], list[LeadCreate], list[int]]:
+    """Each item checked on its own: the rejected with their reasons, the valid ones and where they were."""
+    results: list[BatchItemResult | None] = [None] * len(raw_items)
+    valid: list[LeadCreate] = []
+    positions: list[int] = []
+    for i, raw in enumerate(raw_items):
+        try:
+            item = intake.validate_lead(raw, settings, prefix=f"items[{i}].")
+            owner_for(principal, item.owner_id)
+        except intake.InvalidLead as exc:
+            results[i] = BatchItemResult(index=i, outcome="rejected", errors=exc.errors)
+            continue
+        except Problem as exc:
+            results[i] = BatchItemResult(
+                index=i, outcome="rejected",
+                errors=[{"field": f"items[{i}].owner_id", "code": "forbidden", "message": exc.detail}],
+            )
+            continue
+        valid.append(item)
+        positions.append(i)
+    return results, valid, positions
 
 
 # ---- reading --------------------------------------------------------------------------------------------
