@@ -364,9 +364,9 @@ def apply_mapping(payload: Mapping[str, Any], mapping: Mapping[str, Any], *, fla
     out are looked up under common top-level names (`ALIASES`). With `flat`, the mapping names top-level keys
     (CSV columns, matched exactly, else case-insensitively) instead of paths.
     """
-    errors = validate_mapping(mapping, flat=flat)
+    errors = _mapping_errors(mapping, flat)
     if errors:
-        raise MappingError(errors)
+        raise MappingError(list(errors))
     found: dict[str, list[tuple[str, Any]]] = {}
     for target, paths in mapping.items():
         candidates = [paths] if isinstance(paths, str) else list(paths)
@@ -381,6 +381,20 @@ def apply_mapping(payload: Mapping[str, Any], mapping: Mapping[str, Any], *, fla
     return _assemble(found)
 
 
+def _mapping_errors(mapping: Mapping[str, Any], flat: bool) -> tuple[dict[str, str], ...]:
+    """validate_mapping, remembered: a source or an import applies the same mapping to every request or row."""
+    try:
+        key = json.dumps(mapping, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return tuple(validate_mapping(mapping, flat=flat))
+    return _checked_mapping(key, flat)
+
+
+@lru_cache(maxsize=1024)
+def _checked_mapping(key: str, flat: bool) -> tuple[dict[str, str], ...]:
+    return tuple(validate_mapping(json.loads(key), flat=flat))
+
+
 def _lookup(payload: Mapping[str, Any], path: str, *, flat: bool) -> Any:
     if not flat:
         return resolve(payload, path)
@@ -393,6 +407,7 @@ def _lookup(payload: Mapping[str, Any], path: str, *, flat: bool) -> Any:
     return None
 
 
+@lru_cache(maxsize=4096)  # the same few field names or column headers, request after request
 def _alias_key(key: str) -> str:
     return re.sub(r"[\W_]+", "", key.casefold())
 
