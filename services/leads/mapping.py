@@ -384,7 +384,7 @@ def apply_mapping(payload: Mapping[str, Any], mapping: Mapping[str, Any], *, fla
 def _mapping_errors(mapping: Mapping[str, Any], flat: bool) -> tuple[dict[str, str], ...]:
     """validate_mapping, remembered: a source or an import applies the same mapping to every request or row."""
     try:
-        key = json.dumps(mapping, sort_keys=True, ensure_ascii=False)
+        key = json.dumps(mapping, ensure_ascii=False)
     except (TypeError, ValueError):
         return tuple(validate_mapping(mapping, flat=flat))
     return _checked_mapping(key, flat)
