@@ -15,11 +15,8 @@ pytestmark = pytest.mark.usefixtures("database_url")
 
 
 @pytest.fixture
-async def leads(stack, admin_token):
-    await stack.start("leads")
-    async with stack.client("leads", admin_token) as client:
-        await client.patch("/v1/lead-settings", json={"default_region": "RU"})
-        yield client
+def leads(leads_in_russia):
+    return leads_in_russia
 
 
 async def event_types(admin_db) -> list[str]:

@@ -22,13 +22,6 @@ from services.leads.import_worker import LOCK_SPACE, ImportWorker
 pytestmark = pytest.mark.usefixtures("database_url")
 
 
-@pytest.fixture
-async def leads(stack, admin_token):
-    await stack.start("leads")
-    async with stack.client("leads", admin_token) as client:
-        yield client
-
-
 def csv_bytes(rows: list[list[str]], delimiter: str = ",", encoding: str = "utf-8") -> bytes:
     return "".join(delimiter.join(row) + "\r\n" for row in rows).encode(encoding)
 

@@ -29,10 +29,8 @@ pytestmark = pytest.mark.usefixtures("database_url")
 
 
 @pytest.fixture
-async def admin(stack, admin_token) -> AsyncIterator[httpx.AsyncClient]:
-    await stack.start("leads")
-    async with stack.client("leads", admin_token) as client:
-        yield client
+def admin(leads: httpx.AsyncClient) -> httpx.AsyncClient:
+    return leads
 
 
 @pytest.fixture

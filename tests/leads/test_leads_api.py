@@ -12,13 +12,6 @@ from services.common.testing import token_for
 pytestmark = pytest.mark.usefixtures("database_url")
 
 
-@pytest.fixture
-async def leads(stack, admin_token):
-    await stack.start("leads")
-    async with stack.client("leads", admin_token) as client:
-        yield client
-
-
 async def test_created_lead_is_returned_normalised_and_readable(leads):
     response = await leads.post(
         "/v1/leads",

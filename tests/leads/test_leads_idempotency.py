@@ -23,13 +23,6 @@ pytestmark = pytest.mark.usefixtures("database_url")
 IVAN = {"name": "Ivan Petrov", "email": "ivan@example.com", "source": "web_form"}
 
 
-@pytest.fixture
-async def leads(stack, admin_token):
-    await stack.start("leads")
-    async with stack.client("leads", admin_token) as client:
-        yield client
-
-
 def keyed(key: str) -> dict[str, str]:
     return {"Idempotency-Key": key}
 

@@ -13,13 +13,6 @@ from services.common.testing import token_for
 pytestmark = pytest.mark.usefixtures("database_url")
 
 
-@pytest.fixture
-async def leads(stack, admin_token):
-    await stack.start("leads")
-    async with stack.client("leads", admin_token) as client:
-        yield client
-
-
 async def new_lead(leads, **fields) -> dict:
     response = await leads.post("/v1/leads", json={"name": "Ivan Petrov", **fields})
     assert response.status_code == 201, response.text

@@ -15,10 +15,8 @@ TILDA = {"name": "Tilda landing", "channel": "web_form", "mapping": {"name": "Na
 
 
 @pytest.fixture
-async def sources(stack, admin_token):
-    await stack.start("leads")
-    async with stack.client("leads", admin_token) as client:
-        yield client
+def sources(leads):
+    return leads
 
 
 async def test_a_new_source_shows_its_secret_and_token_once(sources):
