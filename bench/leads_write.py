@@ -116,7 +116,6 @@ async def run(postgres: BenchPostgres, options: Options) -> dict[str, Any]:
                 {"leads": leads.pid, "reporting": reporting.pid, "baseline": baseline.pid},
                 postmaster_pid=postgres.postmaster_pid(),
             )
-            voronka_target = _leads_target(leads)
             baseline_target = Target(HOST, baseline.port, "/leads")
 
             runs: list[dict[str, Any]] = []
@@ -126,7 +125,8 @@ async def run(postgres: BenchPostgres, options: Options) -> dict[str, Any]:
                 # Alternating, so that a slow spell of the machine hits both sides.
                 for _ in range(options.repeat):
                     await _settle(conn)
-                    voronka_runs.append(await _measure(voronka_target, clients, options, meter))
+                    # A workspace of its own per run: the numbered emails are new leads, not repeats to merge.
+                    voronka_runs.append(await _measure(_leads_target(leads), clients, options, meter))
                     await _settle(conn)
                     baseline_runs.append(await _measure(baseline_target, clients, options, meter))
                 voronka, base = _median("voronka", voronka_runs), _median("baseline", baseline_runs)
@@ -136,17 +136,17 @@ async def run(postgres: BenchPostgres, options: Options) -> dict[str, Any]:
             profile: dict[str, Any] | None = None
             if options.profile and profiling.py_spy() is not None:
                 await wait_drained(conn)
-                profile = await _profile(leads, voronka_target, options, meter)
+                profile = await _profile(leads, _leads_target(leads), options, meter)
 
             # The same 16 clients with the dispatcher off: what event delivery costs the write path.
             await wait_drained(conn)
             processes.stop("leads")
             leads = await processes.start_service("leads", env={"VORONKA_DISPATCHER_ENABLED": "false"})
             meter.pids["leads"] = leads.pid
-            off_target, off_runs = _leads_target(leads), []
+            off_runs = []
             for _ in range(options.repeat):
                 await asyncio.sleep(PAUSE_BETWEEN_RUNS_SECONDS)
-                off_runs.append(await _measure(off_target, PROFILE_CLIENTS, options, meter))
+                off_runs.append(await _measure(_leads_target(leads), PROFILE_CLIENTS, options, meter))
             no_dispatcher = _median("voronka, dispatcher off", off_runs)
     finally:
         await conn.close()

@@ -7,14 +7,19 @@ import time
 
 import asyncpg
 
+from services.contracts import event_type, subscribers_of
+
 
 async def undelivered(conn: asyncpg.Connection) -> int:
-    """Events in leads' outbox that reporting has not recorded in its inbox yet."""
+    """Events in leads' outbox for reporting (the types it subscribes to) that it has not recorded yet."""
+    types = [event_type(name, 1) for name in subscribers_of("leads").get("reporting", ())]
     count: int = await conn.fetchval(
         """
         SELECT count(*) FROM leads.outbox o
-        WHERE NOT EXISTS (SELECT 1 FROM reporting.inbox i WHERE i.workspace_id = o.workspace_id AND i.event_id = o.id)
-        """
+        WHERE o.type = ANY($1::text[])
+          AND NOT EXISTS (SELECT 1 FROM reporting.inbox i WHERE i.workspace_id = o.workspace_id AND i.event_id = o.id)
+        """,
+        types,
     )
     return count
 

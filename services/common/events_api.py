@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.common.auth import CurrentPrincipal, Role
+from services.common.bodies import read_bounded_body
 from services.common.db import ReadConn
 from services.common.inbox import Inbox
-from services.common.problems import Forbidden, InvalidField, Problem
+from services.common.problems import Forbidden, InvalidField, Problem, UnsupportedMediaType
 from services.common.signing import DeliverySigner
 from services.contracts import event_type
 
@@ -23,33 +24,8 @@ MAX_CURSOR = 2**63 - 1
 router = APIRouter(tags=["events"])
 
 
-class PayloadTooLarge(Problem):
-    status, code, title = 413, "payload-too-large", "Payload too large"
-
-
 class UnreadableBatch(Problem):
     status, code, title = 422, "unreadable-batch", "The body is not a CloudEvents batch"
-
-
-async def read_bounded_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit`: from Content-Length before
-    reading anything, else while it streams in (chunked, or a sender that lies about the length)."""
-    too_large = PayloadTooLarge(f"A delivery may carry at most {limit} bytes; send smaller batches.")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class UnsupportedMediaType(Problem):
-    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 # Structured mode (one event), batched mode (a JSON array of them), or plain JSON holding either.
@@ -60,7 +36,10 @@ EVENT_MEDIA_TYPES = frozenset(
 
 @router.post("/events", summary="Receive signed CloudEvents from another service (structured or batched)")
 async def receive_events(request: Request) -> Response:
-    body = await read_bounded_body(request, request.app.state.events_max_body_bytes)
+    limit = request.app.state.events_max_body_bytes
+    body = await read_bounded_body(
+        request, limit, f"A delivery may carry at most {limit} bytes; send smaller batches."
+    )
     signer: DeliverySigner = request.app.state.signer
     signer.verify(body, dict(request.headers))
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -65,6 +65,14 @@ class PreconditionFailed(Problem):
     status, code, title = 412, "precondition-failed", "Precondition failed"
 
 
+class PayloadTooLarge(Problem):
+    status, code, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(Problem):
+    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
 class InvalidField(Problem):
     """A value that passed parsing but breaks a rule; names the field like a validation error does."""
 

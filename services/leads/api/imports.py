@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -25,10 +25,18 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from services.common.auth import CurrentPrincipal, Principal
+from services.common.bodies import bounded_stream
 from services.common.db import DB, Connection, Database, ReadConn
 from services.common.idempotency import IdempotencyKeyHeader, IdempotentRequest, answer_once
 from services.common.ids import new_id
-from services.common.problems import InvalidField, InvalidFields, NotFound, Problem, validation_errors
+from services.common.problems import (
+    InvalidField,
+    InvalidFields,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    validation_errors,
+)
 from services.common.responses import model_response
 from services.common.scoping import visible_to
 from services.common.settings import get_settings
@@ -47,14 +55,6 @@ router = APIRouter(prefix="/v1/imports", tags=["imports"])
 FORM_OVERHEAD_BYTES = 64 * 1024
 OPTION_NAMES = ("mapping", "encoding", "delimiter", "source", "channel", "owner_id", "tags")
 REJECTIONS_PAGE = 2000
-
-
-class ImportTooLarge(Problem):
-    status, code, title = 413, "payload-too-large", "Payload too large"
-
-
-class UnsupportedImportType(Problem):
-    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 # ---- request and response bodies --------------------------------------------------------------------------
@@ -169,20 +169,8 @@ class _Upload:
     fields: dict[str, str]
 
 
-def _too_large(limit: int) -> ImportTooLarge:
-    return ImportTooLarge(f"A file may have at most {limit} bytes; split it into smaller files.")
-
-
-async def _bounded_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        yield chunk
+def _too_large(limit: int) -> str:
+    return f"A file may have at most {limit} bytes; split it into smaller files."
 
 
 def _once(name: str) -> dict[str, str]:
@@ -191,7 +179,8 @@ def _once(name: str) -> dict[str, str]:
 
 async def _read_multipart(request: Request, limit: int) -> _Upload:
     parser = MultiPartParser(
-        request.headers, _bounded_stream(request, limit + FORM_OVERHEAD_BYTES), max_files=1, max_fields=20
+        request.headers, bounded_stream(request, limit + FORM_OVERHEAD_BYTES, _too_large(limit)),
+        max_files=1, max_fields=20,
     )
     try:
         form = await parser.parse()
@@ -222,12 +211,12 @@ async def _read_multipart(request: Request, limit: int) -> _Upload:
     finally:
         await form.close()
     if len(content) > limit:
-        raise _too_large(limit)
+        raise PayloadTooLarge(_too_large(limit))
     return _Upload(content=content, filename=upload.filename, fields=fields)
 
 
 async def _read_csv_body(request: Request, limit: int) -> _Upload:
-    chunks = [chunk async for chunk in _bounded_stream(request, limit)]
+    chunks = [chunk async for chunk in bounded_stream(request, limit, _too_large(limit))]
     fields: dict[str, str] = {}
     errors = []
     for name, value in request.query_params.multi_items():
@@ -284,7 +273,7 @@ async def _read_upload(request: Request) -> _Upload:
         return await _read_multipart(request, limit)
     if media_type in ("text/csv", "text/plain", "application/csv", "application/octet-stream"):
         return await _read_csv_body(request, limit)
-    raise UnsupportedImportType(
+    raise UnsupportedMediaType(
         f"Send the file as multipart/form-data (a `file` part) or as a text/csv body, not {media_type or 'nothing'}."
     )
 

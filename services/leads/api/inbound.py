@@ -20,9 +20,9 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from services.common.auth import CurrentPrincipal, Principal, Role
+from services.common.bodies import read_bounded_body
 from services.common.db import DB, ReadConn
-from services.common.events_api import PayloadTooLarge, UnsupportedMediaType
-from services.common.problems import Conflict, Forbidden, InvalidField, NotFound
+from services.common.problems import Conflict, Forbidden, InvalidField, NotFound, UnsupportedMediaType
 from services.common.responses import model_response
 from services.common.settings import get_settings
 from services.common.workers import notify
@@ -57,25 +57,6 @@ def _supported(media_type: str) -> bool:
     return media_type in ("application/json", "text/json", FORM) or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit`: from Content-Length before reading
-    anything, else while it streams in (chunked, or a sender that lies about the length)."""
-    too_large = PayloadTooLarge(
-        f"An inbound request may carry at most {limit} bytes; a lead needs far less. Send only the form's fields."
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _message_id(value: str, header: str) -> str:
@@ -178,7 +159,11 @@ async def receive(
             f"Send JSON (application/json) or a form (application/x-www-form-urlencoded), "
             f"not {media_type or 'no content type'}."
         )
-    body = await _read_body(request, settings.inbound_max_body_bytes)
+    limit = settings.inbound_max_body_bytes
+    body = await read_bounded_body(
+        request, limit,
+        f"An inbound request may carry at most {limit} bytes; a lead needs far less. Send only the form's fields.",
+    )
     claim = _claim(request, token, settings.inbound_tolerance_seconds)
     try:
         parsed_id = uuid.UUID(source_id)
