@@ -6,8 +6,6 @@ The upload is checked and stored (202); `import_worker.ImportWorker` takes the r
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -26,6 +24,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from services.common.auth import CurrentPrincipal, Principal
 from services.common.bodies import bounded_stream
+from services.common.cursors import decode_cursor, encode_cursor
 from services.common.db import DB, Connection, Database, ReadConn
 from services.common.idempotency import IdempotencyKeyHeader, IdempotentRequest, answer_once
 from services.common.ids import new_id
@@ -377,17 +376,6 @@ async def _visible_import(conn: Connection, principal: Principal, import_id: uui
     return row
 
 
-def _encode_cursor(import_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(import_id.bytes).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidField("cursor", "The cursor is not one this endpoint gave out.") from exc
-
-
 @router.get("", response_model=ImportPage)
 async def list_imports(
     principal: CurrentPrincipal,
@@ -403,10 +391,10 @@ async def list_imports(
         WHERE ($1::uuid IS NULL OR id < $1) AND {scope}
         ORDER BY id DESC LIMIT $2
         """,
-        _decode_cursor(cursor) if cursor else None, limit + 1, *args,
+        decode_cursor(cursor) if cursor else None, limit + 1, *args,
     )
     items = [_out(r) for r in rows[:limit]]
-    return ImportPage(items=items, next_cursor=_encode_cursor(items[-1].id) if len(rows) > limit else None)
+    return ImportPage(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
 
 
 @router.get("/{import_id}", response_model=ImportOut)

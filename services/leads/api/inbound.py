@@ -21,12 +21,12 @@ from pydantic import BaseModel, Field
 
 from services.common.auth import CurrentPrincipal, Principal, Role
 from services.common.bodies import read_bounded_body
+from services.common.cursors import decode_cursor, encode_cursor
 from services.common.db import DB, ReadConn
 from services.common.problems import Conflict, Forbidden, InvalidField, NotFound, UnsupportedMediaType
 from services.common.responses import model_response
 from services.common.settings import get_settings
 from services.common.workers import notify
-from services.leads.api.sources import decode_cursor, encode_cursor
 from services.leads.inbound_worker import InboundWorker
 from services.leads.sources import (
     KEPT_HEADERS,

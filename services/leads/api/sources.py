@@ -7,8 +7,6 @@ in the answer that created them (creation, rotation).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,6 +16,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.auth import CurrentPrincipal, Principal, Role
+from services.common.cursors import decode_cursor, encode_cursor
 from services.common.db import DB, Connection, ReadConn
 from services.common.etags import IfMatchHeader, check_version, etag
 from services.common.idempotency import IdempotencyKeyHeader, IdempotentRequest, answer_once
@@ -82,17 +81,6 @@ class SourcePage(BaseModel):
 
 
 # -------------------------------------------------------------------------------------------- helpers
-
-
-def encode_cursor(row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(row_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidField("cursor", "The cursor is not one this endpoint gave out.") from exc
 
 
 def inbound_path(source_id: uuid.UUID) -> str:
