@@ -285,10 +285,13 @@ async def test_dispatcher_killed_mid_delivery_redelivers_and_the_consumer_applie
         lambda: admin_db.fetchrow(SUBSCRIPTION), lambda s: s["position"] == s["head"] == 20, timeout=20
     )
     assert lease_holder_pid(subscription) == replacement.pid
-    assert consumer.times_delivered() == {event_id: 2 for event_id in events}
+    # Each at least twice (a slow machine may see the replacement retry a delivery that timed out).
+    delivered = consumer.times_delivered()
+    assert set(delivered) == set(events)
+    assert all(times >= 2 for times in delivered.values()), delivered
     # Redelivered, and absorbed by the inbox: each event applied once, each second copy seen as a duplicate.
     assert events_applied("applied") - applied_before == 20
-    assert events_applied("duplicate") - duplicates_before == 20
+    assert events_applied("duplicate") - duplicates_before == sum(delivered.values()) - 20
     assert (await admin_db.fetchval(FACTS), await admin_db.fetchval(INBOX)) == (20, 20)
     assert await admin_db.fetchval(DEAD_LETTERS) == 0
 
