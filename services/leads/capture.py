@@ -132,8 +132,7 @@ async def capture(
     merge_groups = [g for g in groups if g.target is not None]
     creating = {g.indexes[0]: g.proposed_id for g in new_groups}
 
-    created_rows = await _insert_leads(conn, principal, items, owners, creating, now)
-    # Merges: the known leads (locked in id order) plus the leads created just now that later items repeat.
+    # Merges: into the known leads, and into the leads this call creates for the items that repeat them.
     targets: dict[int, uuid.UUID] = {}
     for g in merge_groups:
         assert g.target is not None
@@ -142,10 +141,14 @@ async def capture(
     for g in new_groups:
         for i in g.indexes[1:]:
             targets[i] = g.proposed_id
-    merged_rows, filled = await _merge_into(conn, workspace, items, targets, now)
-
     lead_of: dict[int, uuid.UUID] = {i: lead_id for i, lead_id in creating.items()} | targets
-    await _add_touches(conn, workspace, items, lead_of, via, origins, now)
+    touches = _touch_rows(items, lead_of, origins)
+
+    # The touches go in with the new leads (one statement), or on their own when every item was known.
+    created_rows = await _insert_leads(conn, principal, items, owners, creating, now, via, touches)
+    if not creating:
+        await _add_touches(conn, workspace, via, now, touches)
+    merged_rows, filled = await _merge_into(conn, workspace, items, targets, now)
 
     # A lead created and then repeated within the call: the merged state is the one to answer with.
     rows = {**created_rows, **merged_rows}
@@ -230,6 +233,8 @@ async def _insert_leads(
     owners: Sequence[uuid.UUID | None],
     creating: dict[int, uuid.UUID],
     now: datetime,
+    via: Via,
+    touches: list[dict[str, Any]],
 ) -> dict[uuid.UUID, asyncpg.Record]:
     if not creating:
         return {}
@@ -239,19 +244,23 @@ async def _insert_leads(
     ]
     inserted = await conn.fetch(
         f"""
-        INSERT INTO {SCHEMA}.leads (
-            workspace_id, id, name, email, phone, company, position, notes, tags, custom, source, source_id,
-            channel, utm, owner_id, created_by, created_at, updated_at, status_changed_at
+        WITH touches AS ({_INSERT_TOUCHES}), added AS (
+            INSERT INTO {SCHEMA}.leads (
+                workspace_id, id, name, email, phone, company, position, notes, tags, custom, source, source_id,
+                channel, utm, owner_id, created_by, created_at, updated_at, status_changed_at
+            )
+            SELECT $1, id, name, email, phone, company, position, notes, coalesce(tags, '{{}}'),
+                   coalesce(custom, '{{}}'), source, source_id, channel, coalesce(utm, '{{}}'), owner_id, $5, $3,
+                   $3, $3
+            FROM jsonb_to_recordset($6::jsonb) AS r(
+                id uuid, name text, email text, phone text, company text, position text, notes text, tags text[],
+                custom jsonb, source text, source_id uuid, channel text, utm jsonb, owner_id uuid
+            )
+            RETURNING {COLUMNS}
         )
-        SELECT $1, id, name, email, phone, company, position, notes, coalesce(tags, '{{}}'),
-               coalesce(custom, '{{}}'), source, source_id, channel, coalesce(utm, '{{}}'), owner_id, $2, $3, $3, $3
-        FROM jsonb_to_recordset($4::jsonb) AS r(
-            id uuid, name text, email text, phone text, company text, position text, notes text, tags text[],
-            custom jsonb, source text, source_id uuid, channel text, utm jsonb, owner_id uuid
-        )
-        RETURNING {COLUMNS}
+        SELECT * FROM added
         """,
-        principal.workspace_id, principal.user_id, now, rows,
+        principal.workspace_id, via.value, now, touches, principal.user_id, rows,
     )
     return {r["id"]: r for r in inserted}
 
@@ -340,15 +349,10 @@ async def _merge_into(
     return {r["id"]: r for r in updated}, filled
 
 
-async def _add_touches(
-    conn: Connection,
-    workspace: uuid.UUID,
-    items: Sequence[LeadCreate],
-    lead_of: dict[int, uuid.UUID],
-    via: Via,
-    origins: Sequence[uuid.UUID | None],
-    now: datetime,
-) -> None:
+def _touch_rows(
+    items: Sequence[LeadCreate], lead_of: dict[int, uuid.UUID], origins: Sequence[uuid.UUID | None]
+) -> list[dict[str, Any]]:
+    """One touch per item: where it came from, and what it brought (the audit of where each value came from)."""
     rows = []
     for i, item in enumerate(items):
         values = _lead_values(item)
@@ -363,18 +367,25 @@ async def _add_touches(
                 "data": data, "origin_id": str(origins[i]) if origins[i] else None,
             }
         )
-    await conn.execute(
-        f"""
-        INSERT INTO {SCHEMA}.lead_touches (
-            workspace_id, id, lead_id, via, source, source_id, channel, utm, data, origin_id, touched_at
-        )
-        SELECT $1, id, lead_id, $2, source, source_id, channel, utm, data, origin_id, $3
-        FROM jsonb_to_recordset($4::jsonb) AS r(
-            id uuid, lead_id uuid, source text, source_id uuid, channel text, utm jsonb, data jsonb, origin_id uuid
-        )
-        """,
-        workspace, via.value, now, rows,
+    return rows
+
+
+# Inserts the touches ($1 workspace, $2 via, $3 time, $4 rows); also a CTE of the new leads' insert.
+_INSERT_TOUCHES = f"""
+    INSERT INTO {SCHEMA}.lead_touches (
+        workspace_id, id, lead_id, via, source, source_id, channel, utm, data, origin_id, touched_at
     )
+    SELECT $1, id, lead_id, $2, source, source_id, channel, utm, data, origin_id, $3
+    FROM jsonb_to_recordset($4::jsonb) AS r(
+        id uuid, lead_id uuid, source text, source_id uuid, channel text, utm jsonb, data jsonb, origin_id uuid
+    )
+"""
+
+
+async def _add_touches(
+    conn: Connection, workspace: uuid.UUID, via: Via, now: datetime, touches: list[dict[str, Any]]
+) -> None:
+    await conn.execute(_INSERT_TOUCHES, workspace, via.value, now, touches)
 
 
 def _created_event(lead: asyncpg.Record, item: LeadCreate, via: Via) -> dict[str, Any]:
