@@ -70,30 +70,41 @@ async def publish(
     return event
 
 
-async def publish_many(conn: Connection, schema: str, events: Sequence[dict[str, Any]]) -> None:
-    """Adds many CloudEvents (from `cloud_event`) in one statement, in order, inside the current transaction."""
-    if not events:
-        return
-    rows = [
+def event_rows(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CloudEvents (from `cloud_event`) as the rows `events_insert` takes, as one JSON parameter."""
+    return [
         {
             "workspace_id": e["workspaceid"], "id": e["id"], "type": e["type"], "subject": e["subject"],
             "occurred_at": e["time"], "event": e,
         }
         for e in events
     ]
-    await conn.execute(
-        f"""
-        WITH added AS (
-            INSERT INTO {checked_schema(schema)}.outbox (workspace_id, id, type, subject, occurred_at, event)
-            SELECT workspace_id, id, type, subject, occurred_at, event
-            FROM jsonb_to_recordset($1::jsonb) AS r(
-                workspace_id uuid, id uuid, type text, subject text, occurred_at timestamptz, event jsonb
-            )
+
+
+def events_insert(schema: str, param: int) -> str:
+    """SQL adding the `event_rows` passed as `$param` to the outbox, in order: for a CTE of a larger statement,
+    which must also select `wake_dispatchers(schema)` once (publish_many shows how)."""
+    return f"""
+        INSERT INTO {checked_schema(schema)}.outbox (workspace_id, id, type, subject, occurred_at, event)
+        SELECT workspace_id, id, type, subject, occurred_at, event
+        FROM jsonb_to_recordset(${param}::jsonb) AS r(
+            workspace_id uuid, id uuid, type text, subject text, occurred_at timestamptz, event jsonb
         )
-        SELECT pg_notify('{notify_channel(schema)}', '')
-        """,
-        rows,
-    )
+    """
+
+
+def wake_dispatchers(schema: str) -> str:
+    """SQL that wakes the producer's dispatchers when the transaction commits (notifications of one
+    transaction fold into one)."""
+    return f"pg_notify('{notify_channel(checked_schema(schema))}', '')"
+
+
+async def publish_many(conn: Connection, schema: str, events: Sequence[dict[str, Any]]) -> None:
+    """Adds many CloudEvents (from `cloud_event`) in one statement, in order, inside the current transaction."""
+    if events:
+        await conn.execute(
+            f"WITH added AS ({events_insert(schema, 1)}) SELECT {wake_dispatchers(schema)}", event_rows(events)
+        )
 
 
 async def list_dead_letters(conn: Connection, schema: str) -> list[dict[str, Any]]:

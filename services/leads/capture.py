@@ -23,7 +23,7 @@ import asyncpg
 from services.common.auth import Principal
 from services.common.db import Connection
 from services.common.ids import new_id
-from services.common.outbox import cloud_event, publish_many
+from services.common.outbox import cloud_event, event_rows, events_insert, publish_many, wake_dispatchers
 from services.common.problems import Forbidden
 from services.contracts import LeadCreatedV1, LeadMergedV1
 from services.leads.models import SCHEMA
@@ -158,8 +158,7 @@ async def capture(
         lead_id = lead_of[i]
         row = rows[lead_id]
         if i in creating:
-            results.append(Captured("created", row))
-            events.append(_created_event(created_rows[lead_id], item, via))
+            results.append(Captured("created", row))  # its lead.created went in with the lead
         else:
             results.append(Captured("merged", row))
             events.append(_merged_event(row, item, via, filled.get(i, []), principal.user_id, now))
@@ -242,9 +241,11 @@ async def _insert_leads(
         {**_lead_values(items[i]), "id": str(lead_id), "owner_id": str(owners[i]) if owners[i] else None}
         for i, lead_id in creating.items()
     ]
+    events = [_created_event(row, principal, via, now) for row in rows]
+    # One statement: the leads, their touches, their lead.created events and the dispatchers' wake-up.
     inserted = await conn.fetch(
         f"""
-        WITH touches AS ({_INSERT_TOUCHES}), added AS (
+        WITH touches AS ({_INSERT_TOUCHES}), events AS ({events_insert(SCHEMA, 7)}), added AS (
             INSERT INTO {SCHEMA}.leads (
                 workspace_id, id, name, email, phone, company, position, notes, tags, custom, source, source_id,
                 channel, utm, owner_id, created_by, created_at, updated_at, status_changed_at
@@ -258,9 +259,9 @@ async def _insert_leads(
             )
             RETURNING {COLUMNS}
         )
-        SELECT * FROM added
+        SELECT added.* FROM added, (SELECT {wake_dispatchers(SCHEMA)}) AS woken
         """,
-        principal.workspace_id, via.value, now, touches, principal.user_id, rows,
+        principal.workspace_id, via.value, now, touches, principal.user_id, rows, event_rows(events),
     )
     return {r["id"]: r for r in inserted}
 
@@ -388,15 +389,16 @@ async def _add_touches(
     await conn.execute(_INSERT_TOUCHES, workspace, via.value, now, touches)
 
 
-def _created_event(lead: asyncpg.Record, item: LeadCreate, via: Via) -> dict[str, Any]:
+def _created_event(values: dict[str, Any], principal: Principal, via: Via, now: datetime) -> dict[str, Any]:
+    """lead.created from the values being inserted (a new lead's status, owner and times are known)."""
     payload = LeadCreatedV1(
-        lead_id=lead["id"], workspace_id=lead["workspace_id"], name=lead["name"], email=lead["email"],
-        phone=lead["phone"], company=lead["company"], position=lead["position"], source=lead["source"],
-        source_id=lead["source_id"], channel=lead["channel"], utm=lead["utm"], tags=lead["tags"],
-        custom=lead["custom"], status=lead["status"], via=via.value, owner_id=lead["owner_id"],
-        created_by=lead["created_by"], created_at=lead["created_at"],
+        lead_id=values["id"], workspace_id=principal.workspace_id, name=values["name"], email=values["email"],
+        phone=values["phone"], company=values["company"], position=values["position"], source=values["source"],
+        source_id=values["source_id"], channel=values["channel"], utm=values["utm"], tags=values["tags"],
+        custom=values["custom"], status="new", via=via.value, owner_id=values["owner_id"],
+        created_by=principal.user_id, created_at=now,
     )
-    return cloud_event(payload, workspace_id=lead["workspace_id"], subject=lead["id"])
+    return cloud_event(payload, workspace_id=principal.workspace_id, subject=values["id"])
 
 
 def _merged_event(
