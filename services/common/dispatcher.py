@@ -138,6 +138,11 @@ class Dispatcher:
         if self._owns_http:
             await self._http.aclose()
 
+    def poke(self) -> None:
+        """Events were committed in this process: sequence them (the sequencer then wakes the couriers of
+        every replica)."""
+        self._new_events.set()
+
     def _wake_all(self) -> None:
         self._new_events.set()
         for event in self._wake.values():

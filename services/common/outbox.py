@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.common.db import Connection
+from services.common.db import Connection, wake_after_commit
 from services.common.ids import new_id
 from services.common.observability import current_traceparent
 from services.common.settings import SERVICES
@@ -62,7 +62,7 @@ async def publish(
             INSERT INTO {schema}.outbox (workspace_id, id, type, subject, occurred_at, event)
             VALUES ($1, $2, $3, $4, $5, $6)
         )
-        SELECT pg_notify('{notify_channel(schema)}', '')
+        SELECT {wake_dispatchers(schema)}
         """,
         workspace_id, uuid.UUID(event["id"]), event["type"], event["subject"],
         datetime.fromisoformat(event["time"]), event,
@@ -94,9 +94,11 @@ def events_insert(schema: str, param: int) -> str:
 
 
 def wake_dispatchers(schema: str) -> str:
-    """SQL that wakes the producer's dispatchers when the transaction commits (notifications of one
-    transaction fold into one)."""
-    return f"pg_notify('{notify_channel(checked_schema(schema))}', '')"
+    """SQL that wakes the producer's dispatchers when the transaction commits: `NULL` inside a
+    `Database.transaction()`, which wakes them after its commit (see `db.wake_after_commit`), else a NOTIFY
+    (notifications of one transaction fold into one)."""
+    channel = notify_channel(checked_schema(schema))
+    return "NULL" if wake_after_commit(channel) else f"pg_notify('{channel}', '')"
 
 
 async def publish_many(conn: Connection, schema: str, events: Sequence[dict[str, Any]]) -> None:

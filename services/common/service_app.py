@@ -12,6 +12,7 @@ from services.common.db import Database, service_dsn
 from services.common.dispatcher import Dispatcher
 from services.common.inbox import Handler, Inbox
 from services.common.observability import RequestContextMiddleware, configure_logging
+from services.common.outbox import notify_channel
 from services.common.problems import install_problem_handlers
 from services.common.settings import get_settings
 from services.common.signing import DeliverySigner
@@ -43,6 +44,8 @@ def create_service_app(
         app.state.dispatcher = dispatcher
         if settings.dispatcher_enabled:
             await dispatcher.start()
+            # Events this process commits wake its own dispatcher directly, without a NOTIFY (db.wake_after_commit).
+            db.wakers[notify_channel(service)] = dispatcher.poke
         # Background queues (webhook processing, imports) run beside the API; with workers disabled a
         # replica only serves requests and others do the work.
         running = [factory(db) for factory in workers] if settings.workers_enabled else []

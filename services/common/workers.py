@@ -3,8 +3,9 @@
 A `QueueWorker` subclass implements `step()`, which claims a batch of due rows (FOR UPDATE SKIP LOCKED, so any
 number of replicas share the queue without doing anything twice), works it, commits and returns how many rows
 it took. The loop calls `step()` until it returns 0, then sleeps until a notification on `channel` or the poll
-interval. A row committed by the API wakes the worker at once with `notify(conn, channel)` in the same
-transaction; the poll only matters when a notification is lost (connection drop, other replica).
+interval. A row committed by the API wakes the worker at once with `notify(conn, channel)`: after the commit,
+in-process when this replica runs the worker, else by NOTIFY; the poll only matters when a wake-up is lost
+(connection drop) or went to another replica's worker.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Callable
 
 import asyncpg
 
-from services.common.db import Connection, Database
+from services.common.db import Connection, Database, wake_after_commit
 
 log = logging.getLogger("voronka.workers")
 
 
 async def notify(conn: Connection, channel: str) -> None:
     """Wakes the workers listening on `channel` when the caller's transaction commits."""
-    await conn.execute("SELECT pg_notify($1, '')", channel)
+    if not wake_after_commit(channel):
+        await conn.execute("SELECT pg_notify($1, '')", channel)
 
 
 class QueueWorker:
@@ -43,12 +45,14 @@ class QueueWorker:
 
     async def start(self) -> None:
         name = type(self).__name__
+        self.db.wakers[self.channel] = self._wake.set
         self._tasks = [
             asyncio.create_task(self._listen_loop(), name=f"{name}-listen"),
             asyncio.create_task(self._work_loop(), name=f"{name}-work"),
         ]
 
     async def stop(self) -> None:
+        self.db.wakers.pop(self.channel, None)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -27,6 +27,7 @@ from services.common.auth import Principal
 from services.common.db import Connection
 from services.common.ids import new_id
 from services.common.problems import Unauthorized
+from services.common.workers import notify
 
 SECRET_PREFIX = "whsec_"
 SOURCE_COLUMNS = (
@@ -234,11 +235,12 @@ async def store_request(
             ON CONFLICT (workspace_id, source_id, message_id) DO NOTHING
             RETURNING id
         )
-        SELECT (SELECT id FROM added), pg_notify($8, '')
+        SELECT id FROM added
         """,
-        workspace_id, request_id, source_id, message_id, content_type, body, dict(headers), channel,
+        workspace_id, request_id, source_id, message_id, content_type, body, dict(headers),
     )
     if inserted is not None:
+        await notify(conn, channel)
         return Stored(inserted, duplicate=False)
     first = await conn.fetchval(
         "SELECT id FROM leads.inbound_requests WHERE workspace_id = $1 AND source_id = $2 AND message_id = $3",

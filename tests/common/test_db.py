@@ -38,3 +38,35 @@ async def test_a_released_connection_goes_to_the_request_that_waited_longest(dat
     finally:
         await db.close()
     assert served == ["waiter", "newcomer"]
+
+
+async def test_a_transaction_wakes_the_listeners_it_asked_for_only_once_it_has_committed(database_url):
+    db = Database(database_url, schema="leads", min_size=1, max_size=2)
+    await db.connect()
+    woken: list[str] = []
+    db.wakers["here"] = lambda: woken.append("here")
+    listener = await db.listen_connection()
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener("elsewhere", lambda *args: heard.put_nowait(args[2]))
+    try:
+        assert not db_module.wake_after_commit("here")  # outside a transaction: the caller must NOTIFY itself
+
+        async with db.transaction() as conn:
+            assert db_module.wake_after_commit("here") and db_module.wake_after_commit("elsewhere")
+            await conn.execute("SELECT 1")
+            # Not before the commit: a listener woken now would look and find nothing.
+            assert woken == [] and heard.empty()
+        # This process's listener is called directly; a channel no one here listens on gets a NOTIFY.
+        assert woken == ["here"]
+        assert await asyncio.wait_for(heard.get(), timeout=5) == "elsewhere"
+
+        try:
+            async with db.transaction():
+                db_module.wake_after_commit("here")
+                raise RuntimeError("the request failed")
+        except RuntimeError:
+            pass
+        assert woken == ["here"]  # a rolled-back transaction wakes no one
+    finally:
+        await listener.close()
+        await db.close()
