@@ -12,6 +12,7 @@ MAX_ATTEMPTS.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -63,19 +64,17 @@ class InboundWorker(QueueWorker):
             settings: dict[uuid.UUID, intake.CaptureSettings] = {}
             for workspace in {r["workspace_id"] for r in rows}:
                 settings[workspace] = await intake.load_settings(conn, workspace)
-            # Mapping and validation first, for the whole batch; then one set-based capture per source.
+            # Mapping and validation first, for the whole batch, in a thread: a hundred requests are ~10 ms of
+            # CPU that would otherwise stall the webhooks this process is answering meanwhile (p99 95 ms).
+            checked = await asyncio.to_thread(_prepare_all, rows, sources, settings)
             by_source: dict[tuple[uuid.UUID, uuid.UUID], list[tuple[asyncpg.Record, LeadCreate]]] = {}
-            for row in rows:
-                source = sources.get((row["workspace_id"], row["source_id"]))
-                try:
-                    lead = _prepared(row, source, settings[row["workspace_id"]])
-                except (mapping.MappingError, intake.InvalidLead) as exc:
-                    await _quarantine(conn, row, exc.errors)
-                    continue
-                except Exception as exc:
-                    await _failed(conn, row, exc)
-                    continue
-                by_source.setdefault((row["workspace_id"], row["source_id"]), []).append((row, lead))
+            for row, outcome in zip(rows, checked, strict=True):
+                if isinstance(outcome, mapping.MappingError | intake.InvalidLead):
+                    await _quarantine(conn, row, outcome.errors)
+                elif isinstance(outcome, Exception):
+                    await _failed(conn, row, outcome)
+                else:
+                    by_source.setdefault((row["workspace_id"], row["source_id"]), []).append((row, outcome))
             for (workspace, source_id), batch in by_source.items():
                 await self._take_in(conn, workspace, source_id, batch)
         return len(rows)
@@ -117,6 +116,22 @@ class InboundWorker(QueueWorker):
             workspace, [row["id"] for row, _ in batch], [c.lead["id"] for c in captured],
             [c.outcome for c in captured],
         )
+
+
+def _prepare_all(
+    rows: list[asyncpg.Record],
+    sources: dict[tuple[uuid.UUID, uuid.UUID], asyncpg.Record],
+    settings: dict[uuid.UUID, intake.CaptureSettings],
+) -> list[LeadCreate | Exception]:
+    """Each request's lead, or what stopped it (mapping or validation errors; anything unexpected)."""
+    outcomes: list[LeadCreate | Exception] = []
+    for row in rows:
+        try:
+            source = sources.get((row["workspace_id"], row["source_id"]))
+            outcomes.append(_prepared(row, source, settings[row["workspace_id"]]))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 def _prepared(
