@@ -7,10 +7,18 @@ in one place. docs/architecture.md mirrors it for humans.
 from __future__ import annotations
 
 from services.contracts.leads import LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1
+from services.contracts.members import (
+    MemberCreatedV1,
+    MemberUpdatedV1,
+    TeamCreatedV1,
+    TeamDeletedV1,
+    TeamUpdatedV1,
+)
 from services.contracts.payload import EventPayload
 
 PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (
     LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1,
+    MemberCreatedV1, MemberUpdatedV1, TeamCreatedV1, TeamUpdatedV1, TeamDeletedV1,
 )}
 
 # consumer service -> the event names it subscribes to

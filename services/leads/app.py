@@ -1,11 +1,12 @@
-"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle; publishes lead.* events."""
+"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle, the sales team; publishes lead.*,
+member.* and team.* events."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from services.common.service_app import create_service_app
-from services.leads.api import imports, inbound, lead_settings, leads, sources
+from services.leads.api import imports, inbound, lead_settings, leads, members, sources, teams, territories
 from services.leads.import_worker import ImportWorker
 from services.leads.inbound_worker import InboundWorker
 
@@ -14,6 +15,9 @@ def create_app() -> FastAPI:
     return create_service_app(
         "leads",
         title="Voronka leads",
-        routers=[leads.router, sources.router, inbound.router, imports.router, lead_settings.router],
+        routers=[
+            leads.router, sources.router, inbound.router, imports.router, lead_settings.router,
+            members.router, teams.router, territories.router,
+        ],
         workers=[InboundWorker, ImportWorker],
     )

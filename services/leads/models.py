@@ -10,6 +10,9 @@ sources               inbound webhook endpoints an admin configured: channel, fi
 inbound_requests      every raw webhook request, stored before it is answered; quarantined ones keep the reason
 imports               CSV imports: the file, its mapping and the progress of the background run
 import_rejections     the rows an import could not take, with the reasons (the downloadable file)
+members               the sales team: each person's role in the process, team, territories, hours and capacity
+teams                 groups of members, with their head of sales
+territories           the places a member covers: countries, regions, cities, postal-code prefixes
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Text,
+    Uuid,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -292,6 +296,86 @@ class ImportRejection(LeadsTable, table=True):
     # The row as it was in the file, so it can be fixed and imported again.
     raw: list[str] = _text_array()
     errors: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")))
+
+
+# A member's working hours unless they say otherwise: Monday to Friday, 09:00-18:00 local time.
+DEFAULT_WORKING_HOURS_JSON = (
+    '{"mon": [["09:00", "18:00"]], "tue": [["09:00", "18:00"]], "wed": [["09:00", "18:00"]], '
+    '"thu": [["09:00", "18:00"]], "fri": [["09:00", "18:00"]], "sat": [], "sun": []}'
+)
+
+
+class Member(LeadsTable, table=True):
+    """A person of the sales team. The id is the user id their tokens carry (`sub`); members are never
+    deleted (someone who left is `inactive` and keeps their history)."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        # GET /v1/members?team_id= and "who is still in this team" before a team is deleted.
+        Index("ix_members_team", "workspace_id", "team_id", "id"),
+        # "Who covers this territory" (territory_ids @> ARRAY[...]), before a territory is deleted (btree_gin).
+        Index("ix_members_territories", "workspace_id", "territory_ids", postgresql_using="gin"),
+    )
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    name: str
+    email: str | None = None
+    # hunter | closer | farmer | head_of_sales | admin: the role in the sales process, not the token's role.
+    role: str
+    team_id: uuid.UUID | None = None
+    territory_ids: list[uuid.UUID] = Field(
+        sa_column=Column(ARRAY(Uuid), nullable=False, server_default=text("'{}'::uuid[]"))
+    )
+    # Product codes the member sells and the lead channels they cover.
+    products: list[str] = _text_array()
+    channels: list[str] = _text_array()
+    time_zone: str = Field(default="UTC", sa_column_kwargs={"server_default": "UTC"})
+    # {"mon": [["09:00", "18:00"]], ..., "sun": []}: [start, end) intervals in the member's local time.
+    working_hours: dict[str, Any] = Field(
+        sa_column=Column(JSONB, nullable=False, server_default=text(f"'{DEFAULT_WORKING_HOURS_JSON}'::jsonb"))
+    )
+    # The most open leads the member takes; null: no limit.
+    capacity: int | None = None
+    # active | away | inactive
+    status: str = Field(default="active", sa_column_kwargs={"server_default": "active"})
+    away_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class Team(LeadsTable, table=True):
+    __tablename__ = "teams"
+    # Names are unique in the workspace whatever their case: "Enterprise" and "enterprise" are one team.
+    __table_args__ = (Index("uq_teams_name", "workspace_id", text("lower(name)"), unique=True),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    name: str
+    description: str | None = None
+    head_id: uuid.UUID | None = None
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class Territory(LeadsTable, table=True):
+    __tablename__ = "territories"
+    __table_args__ = (Index("uq_territories_name", "workspace_id", text("lower(name)"), unique=True),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    name: str
+    # Each non-empty list must match a place for the territory to cover it (roster.covers); ISO 3166-1
+    # alpha-2 codes, upper-cased; postal prefixes upper-cased.
+    countries: list[str] = _text_array()
+    regions: list[str] = _text_array()
+    cities: list[str] = _text_array()
+    postal_prefixes: list[str] = _text_array()
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 add_event_tables(metadata)

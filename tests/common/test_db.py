@@ -52,10 +52,12 @@ async def test_a_transaction_wakes_the_listeners_it_asked_for_only_once_it_has_c
         assert not db_module.wake_after_commit("here")  # outside a transaction: the caller must NOTIFY itself
 
         async with db.transaction() as conn:
-            assert db_module.wake_after_commit("here") and db_module.wake_after_commit("elsewhere")
+            assert db_module.wake_after_commit("here")
+            assert db_module.wake_after_commit("elsewhere")
             await conn.execute("SELECT 1")
             # Not before the commit: a listener woken now would look and find nothing.
-            assert woken == [] and heard.empty()
+            assert woken == []
+            assert heard.empty()
         # This process's listener is called directly; a channel no one here listens on gets a NOTIFY.
         assert woken == ["here"]
         assert await asyncio.wait_for(heard.get(), timeout=5) == "elsewhere"
