@@ -15,6 +15,7 @@ from strawberry.fastapi import BaseContext
 from gateway.clients.base import Caller
 from gateway.clients.pools import Clients, UpstreamPools
 from gateway.loaders.leads import HistoryLoader, LeadLoader, create_history_loader, create_lead_loader
+from gateway.loaders.roster import MemberLoader, TeamLoader, create_one_by_one_loader
 from services.common.auth import Principal, bearer_token, get_verifier
 from services.common.observability import current_traceparent, request_id_var
 
@@ -23,10 +24,17 @@ from services.common.observability import current_traceparent, request_id_var
 class Loaders:
     lead: LeadLoader
     history: HistoryLoader
+    member: MemberLoader
+    team: TeamLoader
 
     @classmethod
     def create(cls, clients: Clients) -> Loaders:
-        return cls(lead=create_lead_loader(clients.leads), history=create_history_loader(clients.leads))
+        return cls(
+            lead=create_lead_loader(clients.leads),
+            history=create_history_loader(clients.leads),
+            member=create_one_by_one_loader(clients.members.get),
+            team=create_one_by_one_loader(clients.teams.get),
+        )
 
 
 class GatewayContext(BaseContext):

@@ -17,6 +17,7 @@ from gateway.errors import PublicError
 from gateway.types.imports import ImportsQuery
 from gateway.types.lead_settings import LeadSettingsMutation, LeadSettingsQuery
 from gateway.types.leads import LeadsMutation, LeadsQuery
+from gateway.types.roster import RosterMutation, RosterQuery
 from gateway.types.sources import SourcesMutation, SourcesQuery
 from gateway.types.stats import StatsQuery
 from services.common.observability import request_id_var
@@ -25,12 +26,12 @@ log = logging.getLogger("voronka.gateway")
 
 
 @strawberry.type
-class Query(LeadsQuery, LeadSettingsQuery, SourcesQuery, ImportsQuery, StatsQuery):
+class Query(LeadsQuery, LeadSettingsQuery, SourcesQuery, ImportsQuery, RosterQuery, StatsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(LeadsMutation, LeadSettingsMutation, SourcesMutation):
+class Mutation(LeadsMutation, LeadSettingsMutation, SourcesMutation, RosterMutation):
     pass
 
 

@@ -1,1 +1,2 @@
-"""HTTP clients for the upstream services, one module per service; the gateway's only way to reach them."""
+"""HTTP clients for the upstream services, one module per service resource (leads, sources, imports, the roster,
+reporting); the gateway's only way to reach them."""

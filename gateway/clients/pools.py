@@ -13,6 +13,7 @@ from gateway.clients.base import Caller, open_pool
 from gateway.clients.imports import ImportsClient
 from gateway.clients.leads import LeadsClient
 from gateway.clients.reporting import ReportingClient
+from gateway.clients.roster import MembersClient, TeamsClient, TerritoriesClient
 from gateway.clients.sources import SourcesClient
 from services.common.settings import Settings
 
@@ -24,6 +25,9 @@ class Clients:
     leads: LeadsClient
     sources: SourcesClient
     imports: ImportsClient
+    members: MembersClient
+    teams: TeamsClient
+    territories: TerritoriesClient
     reporting: ReportingClient
 
 
@@ -44,11 +48,14 @@ class UpstreamPools:
         )
 
     def bind(self, caller: Caller) -> Clients:
-        # Sources and imports are the leads service's too: their clients share its pool.
+        # Sources, imports and the roster are the leads service's too: their clients share its pool.
         return Clients(
             leads=LeadsClient(self.leads, caller),
             sources=SourcesClient(self.leads, caller),
             imports=ImportsClient(self.leads, caller),
+            members=MembersClient(self.leads, caller),
+            teams=TeamsClient(self.leads, caller),
+            territories=TerritoriesClient(self.leads, caller),
             reporting=ReportingClient(self.reporting, caller),
         )
 

@@ -114,6 +114,16 @@ def user_errors(
     return [UserError(field=field_path(argument, where, renames), code=code, message=rejected.detail)]
 
 
+def given(values: Mapping[str, object]) -> dict[str, object]:
+    """The fields the client set: for create inputs, null and absent mean the same (the service's default)."""
+    return {name: value for name, value in values.items() if value is not None and value is not strawberry.UNSET}
+
+
+def sent(values: Mapping[str, object]) -> dict[str, object]:
+    """The fields the client gave, null included (it clears the field): absent ones are left out."""
+    return {name: value for name, value in values.items() if value is not strawberry.UNSET}
+
+
 def parse_uuid(value: str) -> uuid.UUID | None:
     """Ids are UUIDs; anything else names no record (and never reaches an upstream URL)."""
     try:

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -20,7 +19,16 @@ from gateway.clients.base import UpstreamRejected
 from gateway.clients.leads import HistoryRecord, LeadQuery, LeadRecord
 from gateway.context import Info
 from gateway.pagination import MAX_FIRST, window
-from gateway.types.common import PageInfo, UserError, no_such, parse_uuid, refuse_query, user_errors
+from gateway.types.common import (
+    PageInfo,
+    UserError,
+    given,
+    no_such,
+    parse_uuid,
+    refuse_query,
+    sent,
+    user_errors,
+)
 
 DEFAULT_FIRST = 20
 
@@ -444,16 +452,6 @@ LEADS_ARGUMENTS = {
 }
 
 
-def _given(values: dict[str, Any]) -> dict[str, Any]:
-    """The fields the client set: for create inputs, null and absent mean the same (the service's default)."""
-    return {name: value for name, value in values.items() if value is not None and value is not strawberry.UNSET}
-
-
-def _sent(values: dict[str, Any]) -> dict[str, Any]:
-    """The fields the client gave, null included (it clears the field): absent ones are left out."""
-    return {name: value for name, value in values.items() if value is not strawberry.UNSET}
-
-
 # ---- resolvers --------------------------------------------------------------------------------------------
 
 
@@ -492,7 +490,7 @@ async def resolve_leads(
 
 
 async def create_lead(info: Info, input: CreateLeadInput) -> CreateLeadPayload:
-    body = _given(
+    body = given(
         {
             "name": input.name,
             "email": input.email,
@@ -505,7 +503,7 @@ async def create_lead(info: Info, input: CreateLeadInput) -> CreateLeadPayload:
             "source": input.source,
             "source_id": input.source_id,
             "channel": input.channel.value if input.channel else None,
-            "utm": _given(vars(input.utm)) if input.utm else None,
+            "utm": given(vars(input.utm)) if input.utm else None,
             "owner_id": input.owner_id,
         }
     )
@@ -527,7 +525,7 @@ async def update_lead(info: Info, input: UpdateLeadInput) -> UpdateLeadPayload:
     lead_id = parse_uuid(input.id)
     if lead_id is None:
         return UpdateLeadPayload(lead=None, user_errors=[no_such("input", "id", "lead", input.id)])
-    changes = _sent(
+    changes = sent(
         {
             "name": input.name,
             "email": input.email,
@@ -552,7 +550,7 @@ async def change_lead_status(info: Info, input: ChangeLeadStatusInput) -> Change
     lead_id = parse_uuid(input.id)
     if lead_id is None:
         return ChangeLeadStatusPayload(lead=None, user_errors=[no_such("input", "id", "lead", input.id)])
-    change = _given({"status": input.status.value, "reason": input.reason, "comment": input.comment})
+    change = given({"status": input.status.value, "reason": input.reason, "comment": input.comment})
     try:
         record = await info.context.clients.leads.change_status(
             lead_id, change, version=input.version, idempotency_key=input.idempotency_key
