@@ -2,7 +2,14 @@
 
 from services.contracts.catalogue import PAYLOADS, SUBSCRIPTIONS, produced_by, subscribers_of
 from services.contracts.envelope import CloudEvent, event_name, event_type
-from services.contracts.leads import LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1
+from services.contracts.leads import (
+    LeadCreatedV1,
+    LeadMergedV1,
+    LeadQualifiedV1,
+    LeadStatusChangedV1,
+    LeadUpdatedV1,
+    QualificationV1,
+)
 from services.contracts.payload import EventPayload
 
 __all__ = [
@@ -12,8 +19,10 @@ __all__ = [
     "EventPayload",
     "LeadCreatedV1",
     "LeadMergedV1",
+    "LeadQualifiedV1",
     "LeadStatusChangedV1",
     "LeadUpdatedV1",
+    "QualificationV1",
     "event_name",
     "event_type",
     "produced_by",

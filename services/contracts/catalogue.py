@@ -6,7 +6,13 @@ in one place. docs/architecture.md mirrors it for humans.
 
 from __future__ import annotations
 
-from services.contracts.leads import LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1
+from services.contracts.leads import (
+    LeadCreatedV1,
+    LeadMergedV1,
+    LeadQualifiedV1,
+    LeadStatusChangedV1,
+    LeadUpdatedV1,
+)
 from services.contracts.members import (
     MemberCreatedV1,
     MemberUpdatedV1,
@@ -17,7 +23,7 @@ from services.contracts.members import (
 from services.contracts.payload import EventPayload
 
 PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (
-    LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1,
+    LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1, LeadQualifiedV1,
     MemberCreatedV1, MemberUpdatedV1, TeamCreatedV1, TeamUpdatedV1, TeamDeletedV1,
 )}
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.money import Money
 from services.contracts.payload import EventPayload
 
 
@@ -96,3 +97,52 @@ class LeadUpdatedV1(EventPayload):
     lead_version: int
     updated_by: uuid.UUID
     updated_at: datetime
+
+
+class QualificationV1(BaseModel):
+    """A lead's BANT answers as they were when it was qualified."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    budget: Money | None = None
+    budget_confirmed: bool = False
+    decision_maker: str | None = Field(default=None, description="Who decides: name and position")
+    is_decision_maker: bool = Field(default=False, description="Whether the lead's contact is the one who decides")
+    need: str | None = Field(default=None, description="The problem the client wants solved")
+    products: list[str] = Field(default_factory=list, description="Product codes the need is about")
+    timeline: date | None = Field(default=None, description="When the client expects to decide")
+    notes: str | None = None
+
+
+class LeadQualifiedV1(EventPayload):
+    """A hunter qualified a lead (POST /v1/leads/{id}/qualify): the hand-off to a closer. It carries everything
+    needed to open a deal without calling the leads service back."""
+
+    event: ClassVar[str] = "lead.qualified"
+    version: ClassVar[int] = 1
+    producer: ClassVar[str] = "leads"
+
+    lead_id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    position: str | None = None
+    source: str | None = None
+    source_id: uuid.UUID | None = None
+    channel: str | None = None
+    utm: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    custom: dict[str, object] = Field(default_factory=dict)
+    owner_id: uuid.UUID | None = Field(default=None, description="The hunter who owns the lead now")
+    closer_id: uuid.UUID | None = Field(
+        default=None,
+        description="The closer who takes the lead over; always null for now: distribution will assign closers "
+        "(docs/scoring-and-distribution.md, Distribution)",
+    )
+    qualification: QualificationV1
+    # The hunter's words for the closer, as given with the status change.
+    comment: str | None = None
+    qualified_by: uuid.UUID
+    qualified_at: datetime

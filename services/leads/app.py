@@ -1,12 +1,22 @@
-"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle, the sales team; publishes lead.*,
-member.* and team.* events."""
+"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle, qualification, the sales team; publishes
+lead.*, member.* and team.* events."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from services.common.service_app import create_service_app
-from services.leads.api import imports, inbound, lead_settings, leads, members, sources, teams, territories
+from services.leads.api import (
+    imports,
+    inbound,
+    lead_settings,
+    leads,
+    members,
+    qualification,
+    sources,
+    teams,
+    territories,
+)
 from services.leads.import_worker import ImportWorker
 from services.leads.inbound_worker import InboundWorker
 
@@ -17,7 +27,7 @@ def create_app() -> FastAPI:
         title="Voronka leads",
         routers=[
             leads.router, sources.router, inbound.router, imports.router, lead_settings.router,
-            members.router, teams.router, territories.router,
+            members.router, teams.router, territories.router, qualification.router,
         ],
         workers=[InboundWorker, ImportWorker],
     )

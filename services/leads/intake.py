@@ -28,11 +28,13 @@ class InvalidLead(Exception):
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    """A workspace's rules for taking leads in (GET /v1/lead-settings)."""
+    """A workspace's rules for taking leads in and qualifying them (GET /v1/lead-settings)."""
 
     default_region: str | None = None
     custom_fields: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     disqualification_reasons: Sequence[str] = field(default_factory=tuple)
+    # Which BANT answers (budget, authority, need, timeline) a lead needs before it can be qualified.
+    qualification_required: Sequence[str] = field(default_factory=tuple)
     version: int = 0
 
 

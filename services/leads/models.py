@@ -5,7 +5,8 @@ lead_identities       the normalized email and phone numbers each lead owns: the
 lead_touches          every time a lead reached us (API, batch, webhook, import) with its source and UTM tags
 lead_status_changes   the lifecycle: who moved a lead from which status to which, when, and why
 lead_merges           the audit of hand merges: which fields the survivor took from which lead
-lead_settings         per-workspace capture settings: phone region, disqualification reasons, custom fields
+lead_settings         per-workspace settings: phone region, disqualification reasons, custom fields, required BANT
+lead_qualifications   each lead's qualification answers (BANT: budget, authority, need, timeline) and notes
 sources               inbound webhook endpoints an admin configured: channel, field mapping, secret
 inbound_requests      every raw webhook request, stored before it is answered; quarantined ones keep the reason
 imports               CSV imports: the file, its mapping and the progress of the background run
@@ -18,17 +19,21 @@ territories           the places a member covers: countries, regions, cities, po
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    CheckConstraint,
     Column,
     Computed,
+    Date,
     DateTime,
     Index,
     LargeBinary,
     MetaData,
+    Numeric,
     Text,
     Uuid,
     text,
@@ -196,6 +201,41 @@ class LeadSettings(LeadsTable, table=True):
     custom_fields: list[dict[str, Any]] = Field(
         sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
     )
+    # The BANT answers (budget, authority, need, timeline) a lead needs before it can be qualified.
+    qualification_required: list[str] = Field(
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{budget,need}'::text[]"))
+    )
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class LeadQualification(LeadsTable, table=True):
+    """A lead's qualification (BANT), saved piece by piece; POST /v1/leads/{id}/qualify checks it."""
+
+    __tablename__ = "lead_qualifications"
+    __table_args__ = (
+        # Money is an amount and its currency, or neither (services.common.money).
+        CheckConstraint(
+            "(budget_amount IS NULL) = (budget_currency IS NULL)", name="ck_lead_qualifications_budget"
+        ),
+    )
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    lead_id: uuid.UUID = Field(primary_key=True)
+    # Budget: numeric keeps the amount exact, in the currency's decimal places.
+    budget_amount: Decimal | None = Field(default=None, sa_column=Column(Numeric, nullable=True))
+    budget_currency: str | None = None
+    budget_confirmed: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    # Authority: who decides (name, position), and whether it is our contact.
+    decision_maker: str | None = None
+    is_decision_maker: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    # Need: the problem the client wants solved, and the product codes it is about.
+    need: str | None = None
+    products: list[str] = _text_array()
+    # Timeline: when the client expects to decide.
+    timeline: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    notes: str | None = None
+    updated_by: uuid.UUID
     updated_at: datetime = _now()
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 

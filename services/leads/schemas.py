@@ -7,12 +7,13 @@ definitions, disqualification reasons) is checked by `services.leads.normalize` 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.common.money import Money
 from services.common.text import NoNul
 
 
@@ -234,3 +235,55 @@ class LeadHistory(BaseModel):
     touches: list[TouchOut]
     status_changes: list[StatusChangeOut]
     merges: list[MergeOut]
+
+
+ProductCode = Annotated[str, NoNul, Field(min_length=1, max_length=50)]
+
+
+class QualificationPatch(BaseModel):
+    """PATCH /v1/leads/{id}/qualification: only the answers present change; null clears one."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    budget: Money | None = Field(default=None, description='{"amount": "15000.00", "currency": "USD"}')
+    budget_confirmed: bool | None = Field(default=None, description="The client confirmed the budget is there")
+    decision_maker: Annotated[str | None, NoNul] = Field(
+        default=None, min_length=1, max_length=200, description="Who decides: name and position"
+    )
+    is_decision_maker: bool | None = Field(default=None, description="Our contact is the one who decides")
+    need: Annotated[str | None, NoNul] = Field(
+        default=None, min_length=1, max_length=2000, description="The problem the client wants solved"
+    )
+    products: list[ProductCode] | None = Field(
+        default=None, max_length=100, description="Product codes the need is about"
+    )
+    timeline: date | None = Field(default=None, description="When the client expects to decide (YYYY-MM-DD)")
+    notes: Annotated[str | None, NoNul] = Field(default=None, max_length=10_000)
+
+
+class QualifyRequest(QualificationPatch):
+    """POST /v1/leads/{id}/qualify: answers saved first (as by the PATCH), then the lead is qualified."""
+
+    comment: Annotated[str | None, NoNul] = Field(
+        default=None, max_length=2000, description="Recorded with the status change; passed on to the closer"
+    )
+
+
+class QualificationOut(BaseModel):
+    lead_id: uuid.UUID
+    budget: Money | None
+    budget_confirmed: bool
+    decision_maker: str | None
+    is_decision_maker: bool
+    need: str | None
+    products: list[str]
+    timeline: date | None
+    notes: str | None
+    updated_by: uuid.UUID | None = Field(description="null until answers are saved")
+    updated_at: datetime | None
+    version: int = Field(description="The ETag; 0 until answers are saved")
+
+
+class QualifiedOut(BaseModel):
+    lead: LeadOut
+    qualification: QualificationOut

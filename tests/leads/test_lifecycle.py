@@ -24,12 +24,24 @@ async def events(admin_db, name: str) -> list[dict]:
     return [json.loads(r["event"])["data"] for r in rows]
 
 
+# The answers a new workspace requires to qualify (budget and need).
+ANSWERS = {"budget": {"amount": "12000", "currency": "EUR"}, "need": "A CRM for ten reps"}
+
+
+async def move(leads, lead_id: str, status: str):
+    """A status move as a rep makes it: qualifying goes through /qualify with the required answers."""
+    if status == "qualified":
+        return await leads.post(f"/v1/leads/{lead_id}/qualify", json=ANSWERS)
+    return await leads.post(f"/v1/leads/{lead_id}/status", json={"status": status})
+
+
 async def test_a_lead_moves_through_its_lifecycle_and_each_move_is_recorded(leads, admin_db):
     lead = await new_lead(leads)
     for status in ("working", "nurturing", "qualified", "converted"):
-        response = await leads.post(f"/v1/leads/{lead['id']}/status", json={"status": status})
+        response = await move(leads, lead["id"], status)
         assert response.status_code == 200, response.text
-        assert response.json()["status"] == status
+        answer = response.json()
+        assert answer.get("lead", answer)["status"] == status  # /qualify answers with the lead and its answers
 
     history = (await leads.get(f"/v1/leads/{lead['id']}/history")).json()
     assert [(c["from_status"], c["to_status"]) for c in history["status_changes"]] == [
@@ -49,11 +61,22 @@ async def test_a_lead_moves_through_its_lifecycle_and_each_move_is_recorded(lead
 async def test_an_illegal_move_is_409_and_says_what_is_allowed(leads, path, illegal):
     lead = await new_lead(leads)
     for status in path:
-        assert (await leads.post(f"/v1/leads/{lead['id']}/status", json={"status": status})).status_code == 200
+        assert (await move(leads, lead["id"], status)).status_code == 200
     response = await leads.post(f"/v1/leads/{lead['id']}/status", json={"status": illegal})
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert "allowed next" in response.json()["detail"]
+
+
+async def test_status_does_not_qualify_a_lead_it_points_to_qualify(leads, admin_db):
+    lead = await new_lead(leads)
+    response = await leads.post(f"/v1/leads/{lead['id']}/status", json={"status": "qualified"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["field"], error["code"]) == ("status", "use_qualify")
+    assert f"/v1/leads/{lead['id']}/qualify" in error["message"]
+    assert (await leads.get(f"/v1/leads/{lead['id']}")).json()["status"] == "new"
+    assert await events(admin_db, "lead.status_changed") == []
 
 
 async def test_disqualifying_needs_a_reason_from_the_workspace_list(leads):

@@ -1,4 +1,5 @@
-"""HTTP: /v1/lead-settings — the workspace's phone region, disqualification reasons and custom lead fields."""
+"""HTTP: /v1/lead-settings — the workspace's phone region, disqualification reasons, custom lead fields and the
+answers a lead needs to be qualified."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class LeadSettingsOut(BaseModel):
     default_region: str | None = Field(description="ISO 3166 region for phone numbers written without +country")
     disqualification_reasons: list[str]
     custom_fields: list[dict[str, Any]]
+    qualification_required: list[str] = Field(
+        description="The BANT answers a lead needs before POST /v1/leads/{id}/qualify moves it to qualified"
+    )
     version: int
 
 
@@ -36,6 +40,9 @@ class LeadSettingsPatch(BaseModel):
     default_region: Annotated[str | None, NoNul] = Field(default=None, description="e.g. RU, DE, US; null: none")
     disqualification_reasons: list[Annotated[str, NoNul]] | None = Field(default=None, min_length=1, max_length=50)
     custom_fields: list[dict[str, Any]] | None = Field(default=None, max_length=100)
+    qualification_required: list[lead_settings.Answer] | None = Field(
+        default=None, max_length=4, description="Any of budget, authority, need, timeline; [] requires none"
+    )
 
 
 def _out(settings: CaptureSettings) -> Response:
@@ -43,6 +50,7 @@ def _out(settings: CaptureSettings) -> Response:
         default_region=settings.default_region,
         disqualification_reasons=list(settings.disqualification_reasons),
         custom_fields=[dict(f) for f in settings.custom_fields],
+        qualification_required=list(settings.qualification_required),
         version=settings.version,
     )
     return model_response(body, headers={"ETag": etag(settings.version)})
@@ -70,6 +78,8 @@ async def patch_settings(
             raise InvalidField(
                 f"disqualification_reasons[{i}]", "Use lower-case letters, digits and underscores, e.g. no_budget."
             )
+    if "qualification_required" in changes:
+        _check_required_answers(changes["qualification_required"])
     if changes.get("custom_fields") is not None:
         errors = normalize.validate_definitions(changes["custom_fields"])
         if errors:
@@ -79,3 +89,13 @@ async def patch_settings(
     if saved is None:
         raise PreconditionFailed("The settings changed since you read them; read them again and re-apply.")
     return _out(saved)
+
+
+def _check_required_answers(answers: list[str] | None) -> None:
+    if answers is None:
+        raise InvalidField(
+            "qualification_required", "Send the list of required answers; [] requires none.", code="null"
+        )
+    for i, answer in enumerate(answers):
+        if answer in answers[:i]:
+            raise InvalidField(f"qualification_required[{i}]", f"{answer} is already in the list.", code="duplicate")

@@ -310,7 +310,14 @@ async def change_status(
     if_match: IfMatchHeader = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    """Moves the lead along its lifecycle; an illegal move is 409 and says which moves are allowed."""
+    """Moves the lead along its lifecycle; an illegal move is 409 and says which moves are allowed. Qualifying
+    is `POST /v1/leads/{id}/qualify`: it checks the workspace's required answers and publishes lead.qualified."""
+    if body.status is Status.qualified:
+        # A lead qualified here would skip the answers and never reach the deals service (no lead.qualified).
+        raise InvalidField(
+            "status", f"Qualify the lead with POST /v1/leads/{lead_id}/qualify: it checks the workspace's required "
+            "answers and hands the lead to a closer.", "use_qualify",
+        )
 
     async def write(conn: Connection) -> Response:
         lead = await _locked(conn, principal, lead_id)
