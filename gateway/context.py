@@ -15,6 +15,7 @@ from strawberry.fastapi import BaseContext
 from gateway.clients.base import Caller
 from gateway.clients.pools import Clients, UpstreamPools
 from gateway.loaders.leads import HistoryLoader, LeadLoader, create_history_loader, create_lead_loader
+from gateway.loaders.qualification import QualificationLoader, create_qualification_loader
 from gateway.loaders.roster import MemberLoader, TeamLoader, create_one_by_one_loader
 from services.common.auth import Principal, bearer_token, get_verifier
 from services.common.observability import current_traceparent, request_id_var
@@ -24,6 +25,7 @@ from services.common.observability import current_traceparent, request_id_var
 class Loaders:
     lead: LeadLoader
     history: HistoryLoader
+    qualification: QualificationLoader
     member: MemberLoader
     team: TeamLoader
 
@@ -32,6 +34,7 @@ class Loaders:
         return cls(
             lead=create_lead_loader(clients.leads),
             history=create_history_loader(clients.leads),
+            qualification=create_qualification_loader(clients.qualification),
             member=create_one_by_one_loader(clients.members.get),
             team=create_one_by_one_loader(clients.teams.get),
         )

@@ -17,6 +17,7 @@ from gateway.errors import PublicError
 from gateway.types.imports import ImportsQuery
 from gateway.types.lead_settings import LeadSettingsMutation, LeadSettingsQuery
 from gateway.types.leads import LeadsMutation, LeadsQuery
+from gateway.types.qualification import QualificationMutation
 from gateway.types.roster import RosterMutation, RosterQuery
 from gateway.types.sources import SourcesMutation, SourcesQuery
 from gateway.types.stats import StatsQuery
@@ -31,7 +32,7 @@ class Query(LeadsQuery, LeadSettingsQuery, SourcesQuery, ImportsQuery, RosterQue
 
 
 @strawberry.type
-class Mutation(LeadsMutation, LeadSettingsMutation, SourcesMutation, RosterMutation):
+class Mutation(LeadsMutation, QualificationMutation, LeadSettingsMutation, SourcesMutation, RosterMutation):
     pass
 
 

@@ -109,6 +109,8 @@ class LeadSettingsRecord(Record):
     default_region: str | None = None
     disqualification_reasons: list[str]
     custom_fields: list[dict[str, Any]]
+    # The qualification answers (budget, authority, need, timeline) a lead needs before it can be qualified.
+    qualification_required: list[str]
     version: int
 
 

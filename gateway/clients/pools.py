@@ -12,6 +12,7 @@ import httpx
 from gateway.clients.base import Caller, open_pool
 from gateway.clients.imports import ImportsClient
 from gateway.clients.leads import LeadsClient
+from gateway.clients.qualification import QualificationClient
 from gateway.clients.reporting import ReportingClient
 from gateway.clients.roster import MembersClient, TeamsClient, TerritoriesClient
 from gateway.clients.sources import SourcesClient
@@ -23,6 +24,7 @@ class Clients:
     """The upstream clients of one request."""
 
     leads: LeadsClient
+    qualification: QualificationClient
     sources: SourcesClient
     imports: ImportsClient
     members: MembersClient
@@ -48,9 +50,10 @@ class UpstreamPools:
         )
 
     def bind(self, caller: Caller) -> Clients:
-        # Sources, imports and the roster are the leads service's too: their clients share its pool.
+        # Qualification, sources, imports and the roster are the leads service's too: their clients share its pool.
         return Clients(
             leads=LeadsClient(self.leads, caller),
+            qualification=QualificationClient(self.leads, caller),
             sources=SourcesClient(self.leads, caller),
             imports=ImportsClient(self.leads, caller),
             members=MembersClient(self.leads, caller),

@@ -1,5 +1,5 @@
-"""The workspace's lead settings in GraphQL: the phone region, disqualification reasons and custom lead fields
-(`GET`/`PATCH /v1/lead-settings`)."""
+"""The workspace's lead settings in GraphQL: the phone region, disqualification reasons, custom lead fields and the
+answers a lead needs to be qualified (`GET`/`PATCH /v1/lead-settings`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gateway.clients.base import UpstreamRejected
 from gateway.clients.leads import LeadSettingsRecord
 from gateway.context import Info
 from gateway.types.common import UserError, user_errors
+from gateway.types.qualification import QualificationAnswer
 
 
 @strawberry.type(description="The workspace's rules for taking leads in.")
@@ -23,6 +24,9 @@ class LeadSettings:
     custom_fields: JSON = strawberry.field(
         description="The custom lead field definitions: [{key, label, type, required, options}, ...]."
     )
+    qualification_required: list[QualificationAnswer] = strawberry.field(
+        description="The answers `qualifyLead` requires before a lead becomes QUALIFIED; [] requires none."
+    )
     version: int
 
     @classmethod
@@ -31,6 +35,7 @@ class LeadSettings:
             default_region=record.default_region,
             disqualification_reasons=list(record.disqualification_reasons),
             custom_fields=JSON(record.custom_fields),
+            qualification_required=[QualificationAnswer(answer) for answer in record.qualification_required],
             version=record.version,
         )
 
@@ -45,6 +50,9 @@ class UpdateLeadSettingsInput:
     )
     custom_fields: JSON | None = strawberry.field(
         default=strawberry.UNSET, description="Replaces the definitions: [{key, label, type, ...}, ...]."
+    )
+    qualification_required: list[QualificationAnswer] | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaces the list, each answer at most once; [] requires none."
     )
     version: int | None = strawberry.field(
         default=None, description="The `version` you read: the change applies only if nobody changed them since."
@@ -66,6 +74,11 @@ async def update_lead_settings(info: Info, input: UpdateLeadSettingsInput) -> Up
         "default_region": input.default_region,
         "disqualification_reasons": input.disqualification_reasons,
         "custom_fields": input.custom_fields,
+        "qualification_required": (
+            [answer.value for answer in input.qualification_required]
+            if isinstance(input.qualification_required, list)
+            else input.qualification_required
+        ),
     }
     changes = {name: value for name, value in given.items() if value is not strawberry.UNSET}
     try:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -29,6 +30,9 @@ from gateway.types.common import (
     sent,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from gateway.types.qualification import Qualification
 
 DEFAULT_FIRST = 20
 
@@ -211,6 +215,16 @@ async def resolve_history(root: Lead, info: Info) -> LeadHistory | None:
     return LeadHistory.from_record(record) if record else None
 
 
+async def resolve_qualification(
+    root: Lead, info: Info
+) -> Annotated[Qualification, strawberry.lazy("gateway.types.qualification")] | None:
+    # Imported here, not at the top: gateway.types.qualification builds on this module (its payloads carry a Lead).
+    from gateway.types.qualification import Qualification
+
+    record = await info.context.loaders.qualification.load(uuid.UUID(root.id))
+    return Qualification.from_record(record) if record else None
+
+
 async def resolve_merged_into(root: Lead, info: Info) -> Lead | None:
     if root.merged_into_id is None:
         return None
@@ -250,6 +264,12 @@ class Lead:
     history: LeadHistory | None = strawberry.field(
         resolver=resolve_history,
         description="Every touch, status change and hand merge, oldest first. One upstream call per lead.",
+    )
+    qualification: Annotated[Qualification, strawberry.lazy("gateway.types.qualification")] | None = (
+        strawberry.field(
+            resolver=resolve_qualification,
+            description="The qualification (BANT) answers so far. One upstream call per lead.",
+        )
     )
 
     @classmethod
