@@ -3,6 +3,7 @@
 from services.contracts.catalogue import PAYLOADS, SUBSCRIPTIONS, produced_by, subscribers_of
 from services.contracts.envelope import CloudEvent, event_name, event_type
 from services.contracts.leads import (
+    LeadAssignedV1,
     LeadCreatedV1,
     LeadMergedV1,
     LeadQualifiedV1,
@@ -17,6 +18,7 @@ __all__ = [
     "SUBSCRIPTIONS",
     "CloudEvent",
     "EventPayload",
+    "LeadAssignedV1",
     "LeadCreatedV1",
     "LeadMergedV1",
     "LeadQualifiedV1",

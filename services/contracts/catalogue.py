@@ -7,6 +7,7 @@ in one place. docs/architecture.md mirrors it for humans.
 from __future__ import annotations
 
 from services.contracts.leads import (
+    LeadAssignedV1,
     LeadCreatedV1,
     LeadMergedV1,
     LeadQualifiedV1,
@@ -23,7 +24,7 @@ from services.contracts.members import (
 from services.contracts.payload import EventPayload
 
 PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (
-    LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1, LeadQualifiedV1,
+    LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1, LeadQualifiedV1, LeadAssignedV1,
     MemberCreatedV1, MemberUpdatedV1, TeamCreatedV1, TeamUpdatedV1, TeamDeletedV1,
 )}
 

@@ -138,7 +138,8 @@ class LeadQualifiedV1(EventPayload):
     owner_id: uuid.UUID | None = Field(default=None, description="The hunter who owns the lead now")
     closer_id: uuid.UUID | None = Field(
         default=None,
-        description="The closer who takes the lead over; always null for now: distribution will assign closers "
+        description="The closer distribution assigned (now the lead's owner); null when no closer was free: the "
+        "lead then waits in its rule's queue and lead.assigned announces the closer later "
         "(docs/scoring-and-distribution.md, Distribution)",
     )
     qualification: QualificationV1
@@ -146,3 +147,22 @@ class LeadQualifiedV1(EventPayload):
     comment: str | None = None
     qualified_by: uuid.UUID
     qualified_at: datetime
+
+
+class LeadAssignedV1(EventPayload):
+    """A lead got an owner: by an assignment rule (distribution) or by hand (a head of sales changed owner_id)."""
+
+    event: ClassVar[str] = "lead.assigned"
+    version: ClassVar[int] = 1
+    producer: ClassVar[str] = "leads"
+
+    lead_id: uuid.UUID
+    workspace_id: uuid.UUID
+    owner_id: uuid.UUID | None = None
+    previous_owner_id: uuid.UUID | None = None
+    stage: Literal["new", "qualified"] = Field(description="new: a lead to work (hunters); qualified: for a closer")
+    rule_id: uuid.UUID | None = Field(default=None, description="The rule that fired; null for a manual assignment")
+    method: Literal["round_robin", "weighted_round_robin", "least_loaded", "fixed", "manual"]
+    reason: str = Field(description="Why this member, in words")
+    assigned_at: datetime
+    assigned_by: uuid.UUID | None = Field(default=None, description="Who assigned it by hand; null: distribution")

@@ -1,5 +1,5 @@
-"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle, qualification, the sales team; publishes
-lead.*, member.* and team.* events."""
+"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle, qualification, distribution, the sales
+team; publishes lead.*, member.* and team.* events."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.common.service_app import create_service_app
 from services.leads.api import (
+    assignment_rules,
     imports,
     inbound,
     lead_settings,
@@ -17,6 +18,7 @@ from services.leads.api import (
     teams,
     territories,
 )
+from services.leads.assignment_worker import AssignmentWorker
 from services.leads.import_worker import ImportWorker
 from services.leads.inbound_worker import InboundWorker
 
@@ -27,7 +29,8 @@ def create_app() -> FastAPI:
         title="Voronka leads",
         routers=[
             leads.router, sources.router, inbound.router, imports.router, lead_settings.router,
-            members.router, teams.router, territories.router, qualification.router,
+            members.router, teams.router, territories.router, qualification.router, assignment_rules.router,
+            assignment_rules.lead_router,
         ],
-        workers=[InboundWorker, ImportWorker],
+        workers=[InboundWorker, ImportWorker, AssignmentWorker],
     )

@@ -25,7 +25,9 @@ from services.common.db import Connection
 from services.common.ids import new_id
 from services.common.outbox import cloud_event, event_rows, events_insert, publish_many, wake_dispatchers
 from services.common.problems import Forbidden
+from services.common.workers import notify
 from services.contracts import LeadCreatedV1, LeadMergedV1
+from services.leads import assignment_queue
 from services.leads.models import SCHEMA
 from services.leads.repository import COLUMNS
 from services.leads.schemas import LeadCreate, Via
@@ -248,11 +250,11 @@ async def _insert_leads(
         WITH touches AS ({_INSERT_TOUCHES}), events AS ({events_insert(SCHEMA, 7)}), added AS (
             INSERT INTO {SCHEMA}.leads (
                 workspace_id, id, name, email, phone, company, position, notes, tags, custom, source, source_id,
-                channel, utm, owner_id, created_by, created_at, updated_at, status_changed_at
+                channel, utm, owner_id, assignment_state, created_by, created_at, updated_at, status_changed_at
             )
             SELECT $1, id, name, email, phone, company, position, notes, coalesce(tags, '{{}}'),
-                   coalesce(custom, '{{}}'), source, source_id, channel, coalesce(utm, '{{}}'), owner_id, $5, $3,
-                   $3, $3
+                   coalesce(custom, '{{}}'), source, source_id, channel, coalesce(utm, '{{}}'), owner_id,
+                   CASE WHEN owner_id IS NULL THEN 'pending' ELSE 'assigned' END, $5, $3, $3, $3
             FROM jsonb_to_recordset($6::jsonb) AS r(
                 id uuid, name text, email text, phone text, company text, position text, notes text, tags text[],
                 custom jsonb, source text, source_id uuid, channel text, utm jsonb, owner_id uuid
@@ -263,6 +265,9 @@ async def _insert_leads(
         """,
         principal.workspace_id, via.value, now, touches, principal.user_id, rows, event_rows(events),
     )
+    if any(row["owner_id"] is None for row in rows):
+        # Nobody owns some of them: the AssignmentWorker distributes them once this transaction commits.
+        await notify(conn, assignment_queue.CHANNEL)
     return {r["id"]: r for r in inserted}
 
 

@@ -1,4 +1,5 @@
-"""Editing a lead (PATCH): normalized like capture, its email and phone kept unique, lead.updated published."""
+"""Editing a lead (PATCH): normalized like capture, its email and phone kept unique, lead.updated published; a
+new owner is recorded as a manual assignment and announced with lead.assigned."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from services.common.db import Connection
 from services.common.outbox import publish
 from services.common.problems import Conflict, Forbidden, InvalidFields
 from services.contracts import LeadUpdatedV1
-from services.leads import normalize
+from services.leads import distribution, normalize
 from services.leads.intake import CaptureSettings
 from services.leads.repository import COLUMNS
 from services.leads.schemas import LeadPatch
@@ -72,6 +73,10 @@ async def edit_lead(
             await _move_identity(conn, lead, kind, lead[kind], changed[kind])
     now = datetime.now(UTC)
     assignments = ", ".join(f"{f} = ${i}" for i, f in enumerate(changed, start=4))
+    if "owner_id" in changed:
+        # Assigned by hand: off the assignment queue (or unmatched, when the owner was removed).
+        state = "assigned" if changed["owner_id"] is not None else "unmatched"
+        assignments += f", assignment_state = '{state}', assignment_rule_id = NULL"
     row = await conn.fetchrow(
         f"""
         UPDATE leads.leads SET {assignments}, updated_at = $3, version = version + 1
@@ -91,6 +96,8 @@ async def edit_lead(
         workspace_id=lead["workspace_id"],
         subject=lead["id"],
     )
+    if "owner_id" in changed:
+        await distribution.record_manual(conn, lead, changed["owner_id"], principal.user_id, now)
     return row
 
 

@@ -14,6 +14,8 @@ import_rejections     the rows an import could not take, with the reasons (the d
 members               the sales team: each person's role in the process, team, territories, hours and capacity
 teams                 groups of members, with their head of sales
 territories           the places a member covers: countries, regions, cities, postal-code prefixes
+assignment_rules      distribution: which leads go to whom, by which method, in evaluation order
+lead_assignments      every distribution decision: who got a lead (or why it waits), by which rule, and why
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ class Lead(LeadsTable, table=True):
             "ix_leads_search", "workspace_id", "search_text", postgresql_using="gin",
             postgresql_ops={"search_text": "public.gin_trgm_ops"},
         ),
+        # The AssignmentWorker's queue and the queued leads a roster change sends back to it: only those rows,
+        # so it stays small however many leads there are.
+        Index(
+            "ix_leads_assignment", "workspace_id", "id",
+            postgresql_where=text("assignment_state IN ('pending', 'queued')"),
+        ),
     )
 
     workspace_id: uuid.UUID = Field(primary_key=True)
@@ -99,6 +107,14 @@ class Lead(LeadsTable, table=True):
     channel: str | None = None
     utm: dict[str, Any] = _jsonb("{}")
     owner_id: uuid.UUID | None = None
+    # The hunter who qualified the lead, kept when a closer becomes its owner.
+    hunter_id: uuid.UUID | None = None
+    # Distribution (services.leads.distribution): pending (the AssignmentWorker will assign it), queued (a rule
+    # matched but nobody could take it: assigned when someone frees up), assigned, unmatched (no rule matched).
+    # Capture writes 'assigned' for a lead taken in with an owner; the default is the rest.
+    assignment_state: str = Field(default="pending", sa_column_kwargs={"server_default": "pending"})
+    # The rule the lead is queued on (or was last assigned by).
+    assignment_rule_id: uuid.UUID | None = None
     status: str = Field(default="new", sa_column_kwargs={"server_default": "new"})
     disqualification_reason: str | None = None
     # Set when a hand merge folded this lead into another; such a lead is read-only.
@@ -416,6 +432,62 @@ class Territory(LeadsTable, table=True):
     created_at: datetime = _now()
     updated_at: datetime = _now()
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class AssignmentRule(LeadsTable, table=True):
+    """Which leads go to whom: conditions on the lead, a pool of members and a method. Evaluated in `position`
+    order per stage; the first rule whose conditions match decides. The round-robin state lives on the row,
+    which the assigner locks while it picks, so replicas never hand out the same turn."""
+
+    __tablename__ = "assignment_rules"
+    __table_args__ = (Index("ix_assignment_rules_position", "workspace_id", "stage", "position", "id"),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    name: str
+    position: int
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    # new (leads to work: hunters) | qualified (qualified leads: closers)
+    stage: str
+    # {"channels": [...], "source_ids": [...], "tags": [...], "countries": [...], "territory_ids": [...],
+    #  "products": [...]}: each list present must match the lead.
+    conditions: dict[str, Any] = _jsonb("{}")
+    # round_robin | weighted_round_robin | least_loaded | fixed
+    method: str
+    team_id: uuid.UUID | None = None
+    member_ids: list[uuid.UUID] | None = Field(default=None, sa_column=Column(ARRAY(Uuid), nullable=True))
+    # member id -> weight (weighted round robin); members without one weigh 1.
+    weights: dict[str, Any] = _jsonb("{}")
+    only_working_hours: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    # Round robin: the member who got the last turn; weighted: member id -> current weight.
+    rr_last_member_id: uuid.UUID | None = None
+    rr_weights: dict[str, Any] = _jsonb("{}")
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class LeadAssignment(LeadsTable, table=True):
+    """One distribution decision: the member a lead went to (null: it waits in the rule's queue), why, and
+    whom the rule skipped. Manual reassignments (PATCH owner_id) are recorded too, with method `manual`."""
+
+    __tablename__ = "lead_assignments"
+    __table_args__ = (Index("ix_lead_assignments_lead", "workspace_id", "lead_id", "id"),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    lead_id: uuid.UUID
+    member_id: uuid.UUID | None = None
+    previous_owner_id: uuid.UUID | None = None
+    rule_id: uuid.UUID | None = None
+    stage: str
+    method: str
+    reason: str
+    # [{"member_id", "why"}]: the members the rule passed over.
+    skipped: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")))
+    assigned_at: datetime = _now()
+    # Who decided by hand; null: distribution did.
+    assigned_by: uuid.UUID | None = None
 
 
 add_event_tables(metadata)

@@ -20,7 +20,7 @@ from services.common.money import Money
 from services.common.outbox import publish
 from services.common.problems import Conflict, InvalidFields
 from services.contracts import LeadQualifiedV1, QualificationV1
-from services.leads import normalize
+from services.leads import distribution, normalize
 from services.leads.intake import CaptureSettings
 from services.leads.lifecycle import check_transition, record_status
 from services.leads.roster import distinct
@@ -157,19 +157,24 @@ async def qualify(
     comment: str | None = None,
 ) -> tuple[asyncpg.Record, QualificationOut]:
     """Saves the answers sent with the request, checks the move and the required answers, moves the (locked)
-    lead to qualified and publishes lead.qualified beside lead.status_changed. Returns the lead and its
-    qualification."""
+    lead to qualified, assigns a closer by the `qualified` rules and publishes lead.qualified beside
+    lead.status_changed (and lead.assigned when a closer was free). Returns the lead and its qualification."""
     check_transition(Status(lead["status"]), StatusChange(status=Status.qualified, comment=comment), settings)
     qualification = await save_answers(conn, principal, lead, request)
     check_required(qualification, settings.qualification_required)
     row = await record_status(conn, principal, lead, Status.qualified, comment=comment)
+    hunter_id = row["owner_id"]
+    # The hand-off: a closer by the workspace's `qualified` rules, in this transaction (qualify is low-volume).
+    # Nobody free: the lead waits in the rule's queue with its hunter, and lead.assigned names the closer later.
+    row, decision = await distribution.assign_now(conn, row, qualification.products)
+    closer_id = decision.member["id"] if decision is not None and decision.member is not None else None
     await publish(
         conn,
         LeadQualifiedV1(
             lead_id=row["id"], workspace_id=row["workspace_id"], name=row["name"], email=row["email"],
             phone=row["phone"], company=row["company"], position=row["position"], source=row["source"],
             source_id=row["source_id"], channel=row["channel"], utm=row["utm"], tags=list(row["tags"]),
-            custom=row["custom"], owner_id=row["owner_id"], closer_id=None,
+            custom=row["custom"], owner_id=hunter_id, closer_id=closer_id,
             qualification=QualificationV1(**{name: getattr(qualification, name) for name in ANSWERS}),
             comment=comment, qualified_by=principal.user_id, qualified_at=row["status_changed_at"],
         ),

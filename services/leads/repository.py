@@ -16,8 +16,8 @@ from services.common.scoping import visible_to
 
 COLUMNS = (
     "id, workspace_id, name, email, phone, company, position, notes, tags, custom, source, source_id, channel, "
-    "utm, owner_id, status, disqualification_reason, merged_into_id, created_by, created_at, updated_at, "
-    "status_changed_at, version"
+    "utm, owner_id, hunter_id, assignment_state, assignment_rule_id, status, disqualification_reason, merged_into_id, "
+    "created_by, created_at, updated_at, status_changed_at, version"
 )
 
 ID_SLACK = timedelta(seconds=1)

@@ -40,6 +40,7 @@ from services.contracts.members import (
     TeamDeletedV1,
     TeamUpdatedV1,
 )
+from services.leads import assignment_queue
 from services.leads.models import DEFAULT_WORKING_HOURS_JSON
 
 MEMBER_COLUMNS = (
@@ -59,6 +60,8 @@ TEAM_FIELDS = ("name", "description", "head_id")
 TERRITORY_FIELDS = ("name", "countries", "regions", "cities", "postal_prefixes")
 # A rep may change only these, and only on their own member record.
 REP_EDITABLE = frozenset({"status", "away_until", "working_hours"})
+# Member changes that may let someone take a queued lead (services.leads.distribution).
+REQUEUE_ON = frozenset({"role", "team_id", "time_zone", "working_hours", "capacity", "status"})
 # How many of the members still referring to a team or territory a refused deletion names.
 NAMED_REFERRERS = 20
 
@@ -407,6 +410,9 @@ class MemberRepository:
             MemberUpdatedV1(**member_snapshot(row), changed=sorted(changed), updated_by=self.principal.user_id),
             workspace_id=self.workspace_id, subject=row["id"],
         )
+        if REQUEUE_ON & changed.keys():
+            # Someone may be able to take the leads waiting in a rule's queue now: try them again.
+            await assignment_queue.requeue(self.conn, self.workspace_id)
         return row
 
     async def _publish_created(self, row: asyncpg.Record) -> None:

@@ -154,6 +154,11 @@ class LeadOut(BaseModel):
     channel: str | None
     utm: dict[str, str]
     owner_id: uuid.UUID | None
+    hunter_id: uuid.UUID | None = Field(default=None, description="The hunter who qualified it, once a closer owns it")
+    assignment_state: str = Field(
+        default="assigned", description="Distribution: pending, queued (waits for a member), assigned or unmatched"
+    )
+    assignment_rule_id: uuid.UUID | None = Field(default=None, description="The rule it is queued on or came by")
     status: str
     disqualification_reason: str | None
     merged_into_id: uuid.UUID | None

@@ -1,0 +1,83 @@
+"""The assignment queue: distributes the leads nobody owns yet, and tries the queued ones again.
+
+Capture inserts a lead without an owner as `pending` and wakes this worker after its commit. Each step claims up
+to BATCH pending leads of any workspace in id order (FOR UPDATE SKIP LOCKED: replicas share the queue and never
+take the same lead) and assigns them by the rules, workspace by workspace, in one transaction with their records
+and lead.assigned events. A lead nobody can take now becomes `queued` on its rule; a roster or rule change sends
+a workspace's queued leads back to `pending` (assignment_queue.requeue), and every RETRY_SECONDS the worker does
+that for every workspace, which catches working hours starting.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import asyncpg
+
+from services.common.db import Connection
+from services.common.workers import QueueWorker
+from services.leads import assignment_queue, distribution
+from services.leads.repository import COLUMNS
+
+BATCH = 100
+# How often queued leads are tried again even when nothing announced a change (working hours start by the clock).
+RETRY_SECONDS = 60.0
+
+
+class AssignmentWorker(QueueWorker):
+    channel = assignment_queue.CHANNEL
+    poll_seconds = 5.0
+
+    _last_retry = 0.0
+
+    async def step(self) -> int:
+        if time.monotonic() - self._last_retry >= RETRY_SECONDS:
+            self._last_retry = time.monotonic()
+            async with self.db.transaction() as conn:
+                await assignment_queue.requeue(conn)
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                f"""
+                SELECT {COLUMNS} FROM leads.leads WHERE assignment_state = 'pending'
+                ORDER BY id LIMIT $1
+                FOR UPDATE SKIP LOCKED
+                """,
+                BATCH,
+            )
+            if not rows:
+                return 0
+            by_workspace: dict[uuid.UUID, list[asyncpg.Record]] = {}
+            for row in rows:
+                by_workspace.setdefault(row["workspace_id"], []).append(row)
+            # Workspaces in one order, so two workers lock the rules of several workspaces without a cycle.
+            for workspace in sorted(by_workspace):
+                await self._assign(conn, workspace, by_workspace[workspace])
+        return len(rows)
+
+    async def _assign(self, conn: Connection, workspace: uuid.UUID, leads: list[asyncpg.Record]) -> None:
+        # Only open leads are distributed: a new one nobody owns, a qualified one for a closer.
+        settled = [
+            lead for lead in leads
+            if lead["status"] not in distribution.OPEN_STATUSES
+            or (distribution.stage_of(lead) is distribution.Stage.new and lead["owner_id"] is not None)
+        ]
+        if settled:
+            await conn.execute(
+                """
+                UPDATE leads.leads
+                SET assignment_state = CASE WHEN owner_id IS NULL THEN 'unmatched' ELSE 'assigned' END
+                WHERE workspace_id = $1 AND id = ANY($2::uuid[])
+                """,
+                workspace, [lead["id"] for lead in settled],
+            )
+        done = {lead["id"] for lead in settled}
+        todo = [lead for lead in leads if lead["id"] not in done]
+        if not todo:
+            return
+        assigner = await distribution.Assigner.load(conn, workspace)
+        qualified = [lead["id"] for lead in todo if distribution.stage_of(lead) is distribution.Stage.qualified]
+        products = await distribution.qualification_products(conn, workspace, qualified) if qualified else {}
+        for lead in todo:
+            assigner.record(lead, assigner.decide(lead, products.get(lead["id"], ())))
+        await assigner.save()
