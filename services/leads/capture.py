@@ -254,19 +254,27 @@ async def _insert_leads(
             )
             SELECT $1, id, name, email, phone, company, position, notes, coalesce(tags, '{{}}'),
                    coalesce(custom, '{{}}'), source, source_id, channel, coalesce(utm, '{{}}'), owner_id,
-                   CASE WHEN owner_id IS NULL THEN 'pending' ELSE 'assigned' END, $5, $3, $3, $3
+                   CASE WHEN owner_id IS NOT NULL THEN 'assigned' WHEN distributed.has_rules THEN 'pending'
+                        ELSE 'unmatched' END, $5, $3, $3, $3
             FROM jsonb_to_recordset($6::jsonb) AS r(
                 id uuid, name text, email text, phone text, company text, position text, notes text, tags text[],
                 custom jsonb, source text, source_id uuid, channel text, utm jsonb, owner_id uuid
-            )
+            ), (
+                -- Without an active rule for new leads nothing could assign them: they stay unmatched, and the
+                -- assignment worker is spared a second write of each lead.
+                SELECT EXISTS (
+                    SELECT FROM {SCHEMA}.assignment_rules
+                    WHERE workspace_id = $1 AND stage = 'new' AND active
+                ) AS has_rules
+            ) AS distributed
             RETURNING {COLUMNS}
         )
         SELECT added.* FROM added, (SELECT {wake_dispatchers(SCHEMA)}) AS woken
         """,
         principal.workspace_id, via.value, now, touches, principal.user_id, rows, event_rows(events),
     )
-    if any(row["owner_id"] is None for row in rows):
-        # Nobody owns some of them: the AssignmentWorker distributes them once this transaction commits.
+    if any(r["assignment_state"] == "pending" for r in inserted):
+        # Nobody owns some of them and rules may: the AssignmentWorker distributes them once this commits.
         await notify(conn, assignment_queue.CHANNEL)
     return {r["id"]: r for r in inserted}
 
