@@ -1,5 +1,5 @@
-"""`python -m bench [--quick] [--only leads|latency|outbox|batch|webhook|search|import]`: start PostgreSQL and the
-services, measure, stop.
+"""`python -m bench [--quick] [--only NAME]` (leads, latency, outbox, batch, webhook, search, import,
+distribution): start PostgreSQL and the services, measure, stop.
 
 Each benchmark gets a fresh database cloned from a migrated template, starts the processes it needs and stops
 them when done; PostgreSQL is stopped at the end if the bench started it. Results go to bench/results/.
@@ -7,7 +7,6 @@ them when done; PostgreSQL is stopped at the end if the bench started it. Result
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
@@ -16,9 +15,18 @@ from typing import Any
 
 import uvloop
 
-from bench import batch_ingest, event_latency, lead_search, leads_write, outbox_throughput, report, webhook_ingest
+from bench import (
+    batch_ingest,
+    distribution,
+    event_latency,
+    import_csv,
+    lead_search,
+    leads_write,
+    outbox_throughput,
+    report,
+    webhook_ingest,
+)
 from bench.machine import code_state, machine_info
-from bench.options import BENCHMARKS as NAMES
 from bench.options import Options, parse
 from bench.stack import LOG_DIR, ROOT, BenchPostgres, reset_logs
 
@@ -30,10 +38,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "batch": batch_ingest.run,
     "webhook": webhook_ingest.run,
     "search": lead_search.run,
+    "import": import_csv.run,
+    "distribution": distribution.run,
 }
-if "import" in NAMES:
-    # bench/import_csv.py (the CSV import benchmark) is written separately; it joins once it exists.
-    BENCHMARKS["import"] = importlib.import_module("bench.import_csv").run
 
 
 def _say(text: str) -> None:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-# "import" (bench/import_csv.py) is offered once that module exists.
-BENCHMARKS = ("leads", "latency", "outbox", "batch", "webhook", "search") + (
-    ("import",) if importlib.util.find_spec("bench.import_csv") is not None else ()
-)
+BENCHMARKS = ("leads", "latency", "outbox", "batch", "webhook", "search", "import", "distribution")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -18,7 +18,7 @@ BUSY_MACHINE_CORES = 0.2
 FILES = {
     "leads": "leads_write.json", "latency": "event_latency.json", "outbox": "outbox_throughput.json",
     "batch": "batch_ingest.json", "webhook": "webhook_ingest.json", "search": "lead_search.json",
-    "import": "import_csv.json",
+    "import": "import_csv.json", "distribution": "distribution.json",
 }
 
 
@@ -305,7 +305,7 @@ def _limits_section(leads: dict[str, Any] | None, latency: dict[str, Any] | None
         cpu = latency["cpu_cores"]
         rate = latency["achieved_rate_per_s"]
         lines.append(f"- **Event latency**: p50 {_n(pg['p50_ms'])} ms, p99 {_n(pg['p99_ms'])} ms at "
-                     f"{latency['settings']['rate_per_s']:g} leads/s (delivery is woken by NOTIFY on commit). At that "
+                     f"{latency['settings']['rate_per_s']:g} leads/s (woken in-process after each commit). At that "
                      f"rate leads used {cpu.get('leads', 0):.2f} cores ({_cpu_per_request(cpu.get('leads'), rate)} µs "
                      f"per lead) and reporting {cpu.get('reporting', 0):.2f} "
                      f"({_cpu_per_request(cpu.get('reporting'), rate)} µs per event).")
@@ -729,6 +729,14 @@ def _targets_section(results: dict[str, dict[str, Any] | None]) -> list[str]:
         met = t["reached"] < t["target"] and imported.get("accounted_for", True)
         reached = f"{_n(t['reached'])} s" + ("" if imported.get("accounted_for", True) else ", **rows missing**")
         rows.append(["CSV import", f"< {t['target']:g} s", reached, met, imported])
+    distributed = results.get("distribution")
+    if distributed:
+        t = distributed["targets"]["added_p99_ms"]
+        rows.append(["distribution's cost: `POST /v1/leads` at 1,000/s, round robin vs no rules",
+                     f"p99 + < {t['target']:g} ms, exactly even", f"p99 {t['reached']:+.1f} ms, "
+                     + ("even" if distributed["round_robin_even"] else "uneven"),
+                     t["reached"] < t["target"] and distributed["round_robin_even"]
+                     and not distributed["left_unassigned"], distributed])
     if not rows:
         return []
     table = [[what, target, reached, _verdict(met) + (" (quick run)" if result.get("quick") else "")]
@@ -770,6 +778,11 @@ def write_summary(results_dir: Path) -> Path:
         lines += _search_section(search)
     if imported:
         lines += _import_section(imported)
+    if results["distribution"]:
+        from bench import distribution
+
+        body = distribution.section(results["distribution"])
+        lines += [f"## 9. {body[0].removeprefix('## ')}", "", _measured(results["distribution"]), *body[1:]]
     limits = _limits_section(leads, latency, outbox)
     lines += [*limits[:-1], *_new_limits(batch, webhook, search), ""]
     path = results_dir / "summary.md"
