@@ -10,8 +10,10 @@ that for every workspace, which catches working hours starting.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -78,6 +80,14 @@ class AssignmentWorker(QueueWorker):
         assigner = await distribution.Assigner.load(conn, workspace)
         qualified = [lead["id"] for lead in todo if distribution.stage_of(lead) is distribution.Stage.qualified]
         products = await distribution.qualification_products(conn, workspace, qualified) if qualified else {}
-        for lead in todo:
-            assigner.record(lead, assigner.decide(lead, products.get(lead["id"], ())))
+        # Deciding is Python over what load() read (rules, roster, turns): in a thread, so a batch does not hold
+        # up the requests this process is answering meanwhile. Nothing else touches the assigner until it ends.
+        await asyncio.to_thread(_decide_all, assigner, todo, products)
         await assigner.save()
+
+
+def _decide_all(
+    assigner: distribution.Assigner, leads: list[asyncpg.Record], products: Mapping[uuid.UUID, Sequence[str]]
+) -> None:
+    for lead in leads:
+        assigner.record(lead, assigner.decide(lead, products.get(lead["id"], ())))

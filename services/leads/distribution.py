@@ -211,6 +211,14 @@ class Assigner:
                     self.workspace_id,
                 )
             }
+        # Open leads are counted only for whom they matter: every member when a rule balances load, else the
+        # members with a capacity. Counting is a scan of their open leads on every step of the worker.
+        if any(r["method"] == "least_loaded" for r in self.rules):
+            counted = list(self.members)
+        else:
+            counted = [m["id"] for m in self.members.values() if m["capacity"] is not None]
+        if not counted:
+            return
         self.open = {
             r["owner_id"]: r["open"]
             for r in await self.conn.fetch(
@@ -219,7 +227,7 @@ class Assigner:
                 WHERE workspace_id = $1 AND owner_id = ANY($2::uuid[]) AND status = ANY($3::text[])
                 GROUP BY owner_id
                 """,
-                self.workspace_id, list(self.members), list(OPEN_STATUSES),
+                self.workspace_id, counted, list(OPEN_STATUSES),
             )
         }
 
