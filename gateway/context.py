@@ -14,6 +14,11 @@ from strawberry.fastapi import BaseContext
 
 from gateway.clients.base import Caller
 from gateway.clients.pools import Clients, UpstreamPools
+from gateway.loaders.distribution import (
+    AssignmentRuleLoader,
+    AssignmentsLoader,
+    create_assignments_loader,
+)
 from gateway.loaders.leads import HistoryLoader, LeadLoader, create_history_loader, create_lead_loader
 from gateway.loaders.qualification import QualificationLoader, create_qualification_loader
 from gateway.loaders.roster import MemberLoader, TeamLoader, create_one_by_one_loader
@@ -28,6 +33,8 @@ class Loaders:
     qualification: QualificationLoader
     member: MemberLoader
     team: TeamLoader
+    assignments: AssignmentsLoader
+    assignment_rule: AssignmentRuleLoader
 
     @classmethod
     def create(cls, clients: Clients) -> Loaders:
@@ -37,6 +44,8 @@ class Loaders:
             qualification=create_qualification_loader(clients.qualification),
             member=create_one_by_one_loader(clients.members.get),
             team=create_one_by_one_loader(clients.teams.get),
+            assignments=create_assignments_loader(clients.assignment_rules),
+            assignment_rule=create_one_by_one_loader(clients.assignment_rules.get),
         )
 
 

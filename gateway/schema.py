@@ -14,6 +14,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
 from gateway.errors import PublicError
+from gateway.types.distribution import DistributionMutation, DistributionQuery
 from gateway.types.imports import ImportsQuery
 from gateway.types.lead_settings import LeadSettingsMutation, LeadSettingsQuery
 from gateway.types.leads import LeadsMutation, LeadsQuery
@@ -27,12 +28,14 @@ log = logging.getLogger("voronka.gateway")
 
 
 @strawberry.type
-class Query(LeadsQuery, LeadSettingsQuery, SourcesQuery, ImportsQuery, RosterQuery, StatsQuery):
+class Query(LeadsQuery, LeadSettingsQuery, SourcesQuery, ImportsQuery, RosterQuery, DistributionQuery, StatsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(LeadsMutation, QualificationMutation, LeadSettingsMutation, SourcesMutation, RosterMutation):
+class Mutation(
+    LeadsMutation, QualificationMutation, LeadSettingsMutation, SourcesMutation, RosterMutation, DistributionMutation
+):
     pass
 
 

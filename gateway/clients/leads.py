@@ -34,6 +34,11 @@ class LeadRecord(Record):
     channel: str | None = None
     utm: dict[str, str] = {}
     owner_id: uuid.UUID | None = None
+    # Distribution: the hunter who qualified it (once a closer owns it), where it is in distribution
+    # (pending, queued, assigned, unmatched) and the rule it is queued on or came by.
+    hunter_id: uuid.UUID | None = None
+    assignment_state: str = "assigned"
+    assignment_rule_id: uuid.UUID | None = None
     status: str
     disqualification_reason: str | None = None
     merged_into_id: uuid.UUID | None = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from gateway.clients.base import Caller, open_pool
+from gateway.clients.distribution import AssignmentRulesClient
 from gateway.clients.imports import ImportsClient
 from gateway.clients.leads import LeadsClient
 from gateway.clients.qualification import QualificationClient
@@ -30,6 +31,7 @@ class Clients:
     members: MembersClient
     teams: TeamsClient
     territories: TerritoriesClient
+    assignment_rules: AssignmentRulesClient
     reporting: ReportingClient
 
 
@@ -50,7 +52,8 @@ class UpstreamPools:
         )
 
     def bind(self, caller: Caller) -> Clients:
-        # Qualification, sources, imports and the roster are the leads service's too: their clients share its pool.
+        # Qualification, sources, imports, the roster and distribution are the leads service's too: their clients
+        # share its pool.
         return Clients(
             leads=LeadsClient(self.leads, caller),
             qualification=QualificationClient(self.leads, caller),
@@ -59,6 +62,7 @@ class UpstreamPools:
             members=MembersClient(self.leads, caller),
             teams=TeamsClient(self.leads, caller),
             territories=TerritoriesClient(self.leads, caller),
+            assignment_rules=AssignmentRulesClient(self.leads, caller),
             reporting=ReportingClient(self.reporting, caller),
         )
 

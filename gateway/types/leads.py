@@ -32,6 +32,7 @@ from gateway.types.common import (
 )
 
 if TYPE_CHECKING:
+    from gateway.types.distribution import Assignment
     from gateway.types.qualification import Qualification
 
 DEFAULT_FIRST = 20
@@ -67,6 +68,20 @@ class LeadStatus(Enum):
     CONVERTED = "converted"
     DISQUALIFIED = "disqualified"
     MERGED = "merged"
+
+
+@strawberry.enum(
+    description=(
+        "Where a lead is in distribution: PENDING (to be distributed, usually within milliseconds), QUEUED (a rule "
+        "matched but nobody in its pool can take it now), ASSIGNED (it has its owner), UNMATCHED (no rule matched: "
+        "nobody owns it until someone assigns it by hand)."
+    )
+)
+class AssignmentState(Enum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    UNMATCHED = "unmatched"
 
 
 @strawberry.enum(description="The order of `leads`.")
@@ -225,6 +240,16 @@ async def resolve_qualification(
     return Qualification.from_record(record) if record else None
 
 
+async def resolve_assignments(
+    root: Lead, info: Info
+) -> list[Annotated[Assignment, strawberry.lazy("gateway.types.distribution")]]:
+    # Imported here, not at the top: gateway.types.distribution builds on this module (its rules use Channel).
+    from gateway.types.distribution import Assignment
+
+    records = await info.context.loaders.assignments.load(uuid.UUID(root.id))
+    return [Assignment.from_record(record) for record in records or []]
+
+
 async def resolve_merged_into(root: Lead, info: Info) -> Lead | None:
     if root.merged_into_id is None:
         return None
@@ -248,6 +273,13 @@ class Lead:
     channel: Channel | None
     utm: Utm
     owner_id: strawberry.ID | None = strawberry.field(description="The rep who works the lead.")
+    hunter_id: strawberry.ID | None = strawberry.field(
+        description="The hunter who qualified the lead, once a closer owns it."
+    )
+    assignment_state: AssignmentState
+    assignment_rule_id: strawberry.ID | None = strawberry.field(
+        description="The rule the lead is queued on or was assigned by."
+    )
     status: LeadStatus
     disqualification_reason: str | None
     merged_into_id: strawberry.ID | None = strawberry.field(description="Set once the lead is MERGED.")
@@ -271,6 +303,13 @@ class Lead:
             description="The qualification (BANT) answers so far. One upstream call per lead.",
         )
     )
+    assignments: list[Annotated[Assignment, strawberry.lazy("gateway.types.distribution")]] = strawberry.field(
+        resolver=resolve_assignments,
+        description=(
+            "Every assignment of the lead, oldest first: who got it by which rule and why, whom the rule skipped, "
+            "and reassignments by hand. One upstream call per lead."
+        ),
+    )
 
     @classmethod
     def from_record(cls, record: LeadRecord) -> Lead:
@@ -289,6 +328,9 @@ class Lead:
             channel=channel_of(record.channel),
             utm=Utm.from_record(record.utm),
             owner_id=_optional_id(record.owner_id),
+            hunter_id=_optional_id(record.hunter_id),
+            assignment_state=AssignmentState(record.assignment_state),
+            assignment_rule_id=_optional_id(record.assignment_rule_id),
             status=LeadStatus(record.status),
             disqualification_reason=record.disqualification_reason,
             merged_into_id=_optional_id(record.merged_into_id),
