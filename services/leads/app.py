@@ -1,5 +1,5 @@
-"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle, qualification, distribution, the sales
-team; publishes lead.*, member.* and team.* events."""
+"""The leads service: capture (API, webhooks, imports), dedupe, lifecycle, qualification, scoring, distribution,
+the sales team; publishes lead.*, member.* and team.* events."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from services.leads.api import (
     leads,
     members,
     qualification,
+    scoring,
     sources,
     teams,
     territories,
@@ -30,7 +31,7 @@ def create_app() -> FastAPI:
         routers=[
             leads.router, sources.router, inbound.router, imports.router, lead_settings.router,
             members.router, teams.router, territories.router, qualification.router, assignment_rules.router,
-            assignment_rules.lead_router,
+            assignment_rules.lead_router, scoring.router, scoring.lead_router,
         ],
         workers=[InboundWorker, ImportWorker, AssignmentWorker],
     )

@@ -7,6 +7,7 @@ lead_status_changes   the lifecycle: who moved a lead from which status to which
 lead_merges           the audit of hand merges: which fields the survivor took from which lead
 lead_settings         per-workspace settings: phone region, disqualification reasons, custom fields, required BANT
 lead_qualifications   each lead's qualification answers (BANT: budget, authority, need, timeline) and notes
+scoring_models        per-workspace scoring model: fit and engagement rules, half-life, grade and temperature thresholds
 sources               inbound webhook endpoints an admin configured: channel, field mapping, secret
 inbound_requests      every raw webhook request, stored before it is answered; quarantined ones keep the reason
 imports               CSV imports: the file, its mapping and the progress of the background run
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Computed,
     Date,
     DateTime,
+    Double,
     Index,
     LargeBinary,
     MetaData,
@@ -252,6 +254,27 @@ class LeadQualification(LeadsTable, table=True):
     timeline: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     notes: str | None = None
     updated_by: uuid.UUID
+    updated_at: datetime = _now()
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class ScoringModel(LeadsTable, table=True):
+    """A workspace's scoring model (services.leads.scoring); a workspace without a row scores by the default."""
+
+    __tablename__ = "scoring_models"
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    # [{"label", "attribute", "op", "value", "points"}]: points for what the lead is.
+    fit_rules: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")))
+    # [{"label", "event", "points"}]: points for what the lead did, decaying with half_life_days.
+    engagement_rules: list[dict[str, Any]] = Field(
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    )
+    half_life_days: float = Field(sa_column=Column(Double, nullable=False, server_default=text("14")))
+    # {"a", "b", "c"}: the lowest score of each grade; {"hot", "warm"}: of each temperature.
+    grades: dict[str, Any] = _jsonb('{"a": 75, "b": 50, "c": 25}')
+    temperature: dict[str, Any] = _jsonb('{"hot": 70, "warm": 40}')
+    updated_by: uuid.UUID | None = None
     updated_at: datetime = _now()
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
