@@ -22,6 +22,7 @@ from gateway.loaders.distribution import (
 from gateway.loaders.leads import HistoryLoader, LeadLoader, create_history_loader, create_lead_loader
 from gateway.loaders.qualification import QualificationLoader, create_qualification_loader
 from gateway.loaders.roster import MemberLoader, TeamLoader, create_one_by_one_loader
+from gateway.loaders.scoring import ScoreLoader, create_score_loader
 from services.common.auth import Principal, bearer_token, get_verifier
 from services.common.observability import current_traceparent, request_id_var
 
@@ -31,6 +32,7 @@ class Loaders:
     lead: LeadLoader
     history: HistoryLoader
     qualification: QualificationLoader
+    score: ScoreLoader
     member: MemberLoader
     team: TeamLoader
     assignments: AssignmentsLoader
@@ -42,6 +44,7 @@ class Loaders:
             lead=create_lead_loader(clients.leads),
             history=create_history_loader(clients.leads),
             qualification=create_qualification_loader(clients.qualification),
+            score=create_score_loader(clients.scoring),
             member=create_one_by_one_loader(clients.members.get),
             team=create_one_by_one_loader(clients.teams.get),
             assignments=create_assignments_loader(clients.assignment_rules),

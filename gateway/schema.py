@@ -20,6 +20,7 @@ from gateway.types.lead_settings import LeadSettingsMutation, LeadSettingsQuery
 from gateway.types.leads import LeadsMutation, LeadsQuery
 from gateway.types.qualification import QualificationMutation
 from gateway.types.roster import RosterMutation, RosterQuery
+from gateway.types.scoring import ScoringMutation, ScoringQuery
 from gateway.types.sources import SourcesMutation, SourcesQuery
 from gateway.types.stats import StatsQuery
 from services.common.observability import request_id_var
@@ -28,13 +29,28 @@ log = logging.getLogger("voronka.gateway")
 
 
 @strawberry.type
-class Query(LeadsQuery, LeadSettingsQuery, SourcesQuery, ImportsQuery, RosterQuery, DistributionQuery, StatsQuery):
+class Query(
+    LeadsQuery,
+    LeadSettingsQuery,
+    SourcesQuery,
+    ImportsQuery,
+    RosterQuery,
+    DistributionQuery,
+    StatsQuery,
+    ScoringQuery,
+):
     pass
 
 
 @strawberry.type
 class Mutation(
-    LeadsMutation, QualificationMutation, LeadSettingsMutation, SourcesMutation, RosterMutation, DistributionMutation
+    LeadsMutation,
+    QualificationMutation,
+    LeadSettingsMutation,
+    SourcesMutation,
+    RosterMutation,
+    DistributionMutation,
+    ScoringMutation,
 ):
     pass
 

@@ -16,6 +16,7 @@ from gateway.clients.leads import LeadsClient
 from gateway.clients.qualification import QualificationClient
 from gateway.clients.reporting import ReportingClient
 from gateway.clients.roster import MembersClient, TeamsClient, TerritoriesClient
+from gateway.clients.scoring import ScoringClient
 from gateway.clients.sources import SourcesClient
 from services.common.settings import Settings
 
@@ -26,6 +27,7 @@ class Clients:
 
     leads: LeadsClient
     qualification: QualificationClient
+    scoring: ScoringClient
     sources: SourcesClient
     imports: ImportsClient
     members: MembersClient
@@ -52,11 +54,12 @@ class UpstreamPools:
         )
 
     def bind(self, caller: Caller) -> Clients:
-        # Qualification, sources, imports, the roster and distribution are the leads service's too: their clients
-        # share its pool.
+        # Qualification, scoring, sources, imports, the roster and distribution are the leads service's too: their
+        # clients share its pool.
         return Clients(
             leads=LeadsClient(self.leads, caller),
             qualification=QualificationClient(self.leads, caller),
+            scoring=ScoringClient(self.leads, caller),
             sources=SourcesClient(self.leads, caller),
             imports=ImportsClient(self.leads, caller),
             members=MembersClient(self.leads, caller),

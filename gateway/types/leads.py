@@ -34,6 +34,7 @@ from gateway.types.common import (
 if TYPE_CHECKING:
     from gateway.types.distribution import Assignment
     from gateway.types.qualification import Qualification
+    from gateway.types.scoring import LeadScore
 
 DEFAULT_FIRST = 20
 
@@ -240,6 +241,16 @@ async def resolve_qualification(
     return Qualification.from_record(record) if record else None
 
 
+async def resolve_score(
+    root: Lead, info: Info
+) -> Annotated[LeadScore, strawberry.lazy("gateway.types.scoring")] | None:
+    # Imported here, not at the top: gateway.types.scoring is built after this module, as qualification is.
+    from gateway.types.scoring import LeadScore
+
+    record = await info.context.loaders.score.load(uuid.UUID(root.id))
+    return LeadScore.from_record(record) if record else None
+
+
 async def resolve_assignments(
     root: Lead, info: Info
 ) -> list[Annotated[Assignment, strawberry.lazy("gateway.types.distribution")]]:
@@ -302,6 +313,11 @@ class Lead:
             resolver=resolve_qualification,
             description="The qualification (BANT) answers so far. One upstream call per lead.",
         )
+    )
+    score: Annotated[LeadScore, strawberry.lazy("gateway.types.scoring")] | None = strawberry.field(
+        resolver=resolve_score,
+        description="The score, grade and temperature by the workspace's scoring model, computed now, with the "
+        "rules that gave points. One upstream call per lead.",
     )
     assignments: list[Annotated[Assignment, strawberry.lazy("gateway.types.distribution")]] = strawberry.field(
         resolver=resolve_assignments,
