@@ -20,8 +20,9 @@ from gateway.loaders.distribution import (
     create_assignments_loader,
 )
 from gateway.loaders.leads import HistoryLoader, LeadLoader, create_history_loader, create_lead_loader
+from gateway.loaders.one_by_one import create_one_by_one_loader
 from gateway.loaders.qualification import QualificationLoader, create_qualification_loader
-from gateway.loaders.roster import MemberLoader, TeamLoader, create_one_by_one_loader
+from gateway.loaders.roster import MemberLoader, TeamLoader
 from gateway.loaders.scoring import ScoreLoader, create_score_loader
 from services.common.auth import Principal, bearer_token, get_verifier
 from services.common.observability import current_traceparent, request_id_var

@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from strawberry.dataloader import DataLoader
 
-from gateway.clients.base import UpstreamRejected
 from gateway.clients.leads import MAX_IDS, HistoryRecord, LeadRecord, LeadsClient
+from gateway.loaders.one_by_one import create_one_by_one_loader
 
 LeadLoader = DataLoader[uuid.UUID, LeadRecord | None]
 HistoryLoader = DataLoader[uuid.UUID, HistoryRecord | None]
-
-# The history endpoint takes one lead: a page of 100 leads asking for it would open 100 requests at once.
-HISTORY_CONCURRENCY = 10
 
 
 def create_lead_loader(client: LeadsClient) -> LeadLoader:
@@ -31,19 +27,4 @@ def create_lead_loader(client: LeadsClient) -> LeadLoader:
 
 def create_history_loader(client: LeadsClient) -> HistoryLoader:
     """One request's lead histories; like the lead loader, never shared between callers."""
-    gate = asyncio.Semaphore(HISTORY_CONCURRENCY)
-
-    async def one(lead_id: uuid.UUID) -> HistoryRecord | None:
-        async with gate:
-            try:
-                return await client.history(lead_id)
-            except UpstreamRejected as rejected:
-                if rejected.status == 404:
-                    return None  # gone, or no longer the caller's, since the lead itself was read
-                raise
-
-    async def load(ids: list[uuid.UUID]) -> list[HistoryRecord | BaseException | None]:
-        # One failed history fails only its own field, not every lead's in the batch.
-        return list(await asyncio.gather(*(one(lead_id) for lead_id in ids), return_exceptions=True))
-
-    return DataLoader(load_fn=load)
+    return create_one_by_one_loader(client.history)
