@@ -6,11 +6,13 @@ in one place. docs/architecture.md mirrors it for humans.
 
 from __future__ import annotations
 
+from services.contracts.deals import DealLostV1, DealWonV1
 from services.contracts.leads import (
     LeadAssignedV1,
     LeadCreatedV1,
     LeadMergedV1,
     LeadQualifiedV1,
+    LeadScoredV1,
     LeadStatusChangedV1,
     LeadUpdatedV1,
 )
@@ -22,15 +24,20 @@ from services.contracts.members import (
     TeamUpdatedV1,
 )
 from services.contracts.payload import EventPayload
+from services.contracts.tasks import TaskOverdueV1
 
 PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (
     LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1, LeadQualifiedV1, LeadAssignedV1,
-    MemberCreatedV1, MemberUpdatedV1, TeamCreatedV1, TeamUpdatedV1, TeamDeletedV1,
+    LeadScoredV1, MemberCreatedV1, MemberUpdatedV1, TeamCreatedV1, TeamUpdatedV1, TeamDeletedV1,
+    DealWonV1, DealLostV1, TaskOverdueV1,
 )}
 
 # consumer service -> the event names it subscribes to
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     "reporting": frozenset({"lead.created"}),
+    # Outcomes train the learned conversion model; a won deal hands the client to a farmer; a missed
+    # first-contact deadline reassigns the lead.
+    "leads": frozenset({"deal.won", "deal.lost", "task.overdue"}),
 }
 
 

@@ -160,9 +160,39 @@ class LeadAssignedV1(EventPayload):
     workspace_id: uuid.UUID
     owner_id: uuid.UUID | None = None
     previous_owner_id: uuid.UUID | None = None
-    stage: Literal["new", "qualified"] = Field(description="new: a lead to work (hunters); qualified: for a closer")
+    stage: Literal["new", "qualified", "client"] = Field(
+        description="new: a lead to work (hunters); qualified: for a closer; client: a won client, for a farmer"
+    )
     rule_id: uuid.UUID | None = Field(default=None, description="The rule that fired; null for a manual assignment")
     method: Literal["round_robin", "weighted_round_robin", "least_loaded", "fixed", "manual"]
     reason: str = Field(description="Why this member, in words")
     assigned_at: datetime
     assigned_by: uuid.UUID | None = Field(default=None, description="Who assigned it by hand; null: distribution")
+    missed_by: uuid.UUID | None = Field(
+        default=None,
+        description="A reassignment because this member missed the lead's first-contact deadline (task.overdue); "
+        "the head of sales is told",
+    )
+
+
+class LeadScoredV1(EventPayload):
+    """A lead's stored grade changed (or it got its first one): rescored after a change to the lead, its
+    qualification or engagement, the workspace's scoring model, the learned model, or by decay."""
+
+    event: ClassVar[str] = "lead.scored"
+    version: ClassVar[int] = 1
+    producer: ClassVar[str] = "leads"
+
+    lead_id: uuid.UUID
+    workspace_id: uuid.UUID
+    owner_id: uuid.UUID | None = None
+    score: int = Field(ge=0, le=100)
+    grade: Literal["A", "B", "C", "D"]
+    previous_grade: Literal["A", "B", "C", "D"] | None = Field(default=None, description="Null: its first grade")
+    temperature: Literal["hot", "warm", "cold"]
+    probability: float | None = Field(
+        default=None, ge=0, le=1, description="The learned probability of conversion; null without a usable model"
+    )
+    model_version: int
+    cause: Literal["lead_changed", "model_changed", "conversion_model_trained", "nightly", "requested"]
+    scored_at: datetime

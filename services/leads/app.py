@@ -20,6 +20,7 @@ from services.leads.api import (
     territories,
 )
 from services.leads.assignment_worker import AssignmentWorker
+from services.leads.consumers import HANDLERS
 from services.leads.import_worker import ImportWorker
 from services.leads.inbound_worker import InboundWorker
 
@@ -33,5 +34,6 @@ def create_app() -> FastAPI:
             members.router, teams.router, territories.router, qualification.router, assignment_rules.router,
             assignment_rules.lead_router, scoring.router, scoring.lead_router,
         ],
+        handlers=HANDLERS,
         workers=[InboundWorker, ImportWorker, AssignmentWorker],
     )

@@ -17,6 +17,12 @@ teams                 groups of members, with their head of sales
 territories           the places a member covers: countries, regions, cities, postal-code prefixes
 assignment_rules      distribution: which leads go to whom, by which method, in evaluation order
 lead_assignments      every distribution decision: who got a lead (or why it waits), by which rule, and why
+lead_scores           each lead's stored score, grade, temperature and conversion probability (for filters and rules)
+score_queue           leads whose stored score is out of date; the ScoringWorker recomputes them
+rescore_jobs          background rescoring of a whole workspace (a model changed, nightly decay), with progress
+lead_outcomes         what became of each lead's deals (deal.won / deal.lost): the learned model's history
+conversion_models     each trained probability-of-conversion model: coefficients, quality (AUC, calibration)
+conversion_requests   workspaces whose conversion model should be retrained (on demand, or new outcomes)
 """
 
 from __future__ import annotations
@@ -511,6 +517,125 @@ class LeadAssignment(LeadsTable, table=True):
     assigned_at: datetime = _now()
     # Who decided by hand; null: distribution did.
     assigned_by: uuid.UUID | None = None
+
+
+class LeadScore(LeadsTable, table=True):
+    """A lead's score as last computed (services.leads.scoring), kept apart from `leads` so that rescoring a
+    workspace rewrites this narrow row and not the lead with its many indexes. The breakdown is not stored:
+    GET /v1/leads/{id}/score computes it when asked."""
+
+    __tablename__ = "lead_scores"
+    __table_args__ = (Index("ix_lead_scores_grade", "workspace_id", "grade", "lead_id"),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    lead_id: uuid.UUID = Field(primary_key=True)
+    score: int
+    grade: str  # A | B | C | D
+    temperature: str  # hot | warm | cold
+    # The rule model's version it was computed with.
+    model_version: int
+    # The learned probability of conversion, when the workspace has a usable model (conversion_models).
+    probability: float | None = Field(default=None, sa_column=Column(Double, nullable=True))
+    conversion_model_id: uuid.UUID | None = None
+    computed_at: datetime = _now()
+
+
+class ScoreQueue(LeadsTable, table=True):
+    """Leads whose stored score must be computed again: written in the transaction of the change (capture, an
+    edit, qualification answers), consumed by the ScoringWorker with FOR UPDATE SKIP LOCKED."""
+
+    __tablename__ = "score_queue"
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    lead_id: uuid.UUID = Field(primary_key=True)
+    queued_at: datetime = _now()
+
+
+class RescoreJob(LeadsTable, table=True):
+    """Rescoring every lead of a workspace in the background, chunk by chunk in lead id order; each chunk
+    commits its scores with the checkpoint (`last_lead_id`) and the counters, so a restart resumes."""
+
+    __tablename__ = "rescore_jobs"
+    __table_args__ = (
+        Index("ix_rescore_jobs_running", "workspace_id", "id", postgresql_where=text("state = 'running'")),
+        Index("ix_rescore_jobs_workspace", "workspace_id", "id"),
+    )
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    # model_changed | conversion_model_trained | nightly | requested
+    reason: str
+    # running | done | superseded (a newer job of the workspace took over) | failed
+    state: str = Field(default="running", sa_column_kwargs={"server_default": "running"})
+    model_version: int
+    total: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    done: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Leads whose grade moved (each published lead.scored).
+    changed: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_lead_id: uuid.UUID | None = None
+    error: str | None = None
+    created_by: uuid.UUID | None = None
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class LeadOutcome(LeadsTable, table=True):
+    """What became of a deal opened from a lead, from the deals service's deal.won and deal.lost: the history
+    the learned conversion model trains on. A deal's later event replaces its earlier one (reopened, then won)."""
+
+    __tablename__ = "lead_outcomes"
+    __table_args__ = (Index("ix_lead_outcomes_lead", "workspace_id", "lead_id"),)
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    deal_id: uuid.UUID = Field(primary_key=True)
+    lead_id: uuid.UUID
+    outcome: str  # won | lost
+    amount: Decimal | None = Field(default=None, sa_column=Column(Numeric, nullable=True))
+    currency: str | None = None
+    reason: str | None = None
+    decided_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    event_id: uuid.UUID
+    received_at: datetime = _now()
+
+
+class ConversionModel(LeadsTable, table=True):
+    """One training of a workspace's probability-of-conversion model; the newest row is the current one. The
+    model is its coefficients (feature name -> weight), so predicting needs no pickled object."""
+
+    __tablename__ = "conversion_models"
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    # active (used beside the rules) | insufficient_history | no_signal (trained, but no better than chance)
+    state: str
+    reason: str
+    examples: int
+    positives: int
+    auc: float | None = Field(default=None, sa_column=Column(Double, nullable=True))
+    # [{"from", "to", "predicted", "observed", "count"}]: held-out predictions in probability buckets.
+    calibration: list[dict[str, Any]] = Field(
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    )
+    intercept: float = Field(default=0.0, sa_column=Column(Double, nullable=False, server_default=text("0")))
+    coefficients: dict[str, Any] = _jsonb("{}")
+    # How it was trained: regularization, folds, feature counts, library versions.
+    params: dict[str, Any] = _jsonb("{}")
+    trained_by: uuid.UUID | None = None
+    trained_at: datetime = _now()
+
+
+class ConversionRequest(LeadsTable, table=True):
+    """A workspace whose conversion model should be trained again: asked by a person, or new outcomes arrived.
+    The trainer takes requests with FOR UPDATE SKIP LOCKED and deletes them with its result."""
+
+    __tablename__ = "conversion_requests"
+
+    workspace_id: uuid.UUID = Field(primary_key=True)
+    requested_at: datetime = _now()
+    requested_by: uuid.UUID | None = None
+    # Train no earlier than this (new outcomes wait for the nightly run; a person's request is now).
+    due_at: datetime = _now()
 
 
 add_event_tables(metadata)
