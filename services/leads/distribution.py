@@ -22,13 +22,13 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
-import phonenumbers
 
 from services.common.db import Connection
 from services.common.ids import new_id
 from services.common.outbox import cloud_event, publish_many
 from services.contracts import LeadAssignedV1
 from services.leads.models import SCHEMA
+from services.leads.normalize import lead_country
 from services.leads.repository import COLUMNS as LEAD_COLUMNS
 from services.leads.roster import WEEKDAYS, Area, MemberRole, MemberStatus, covers
 
@@ -71,21 +71,6 @@ def stage_of(lead: Row) -> Stage:
 
 
 # ------------------------------------------------------------------------------------------------ matching
-
-
-def lead_country(lead: Row) -> str | None:
-    """The lead's custom field `country` when set, else the country of its phone number (E.164)."""
-    custom = lead["custom"] or {}
-    country = custom.get("country")
-    if isinstance(country, str) and country.strip():
-        return country.strip().upper()
-    if not lead["phone"]:
-        return None
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(lead["phone"]))
-    except phonenumbers.NumberParseException:
-        return None
-    return region if region and region != "ZZ" else None
 
 
 def _custom_text(lead: Row, key: str) -> str | None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import asyncpg
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
@@ -476,3 +477,18 @@ def _check_options(options: Any, field: str, error: Callable[[str, str, str], No
         if folded in seen:
             error(f"{field}.{j}", "duplicate_option", f"The option '{option}' is listed twice.")
         seen.add(folded)
+
+
+def lead_country(lead: Mapping[str, Any] | asyncpg.Record) -> str | None:
+    """The lead's custom field `country` when set, else the country of its phone number (E.164)."""
+    custom = lead["custom"] or {}
+    country = custom.get("country")
+    if isinstance(country, str) and country.strip():
+        return country.strip().upper()
+    if not lead["phone"]:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(lead["phone"]))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None

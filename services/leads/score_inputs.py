@@ -15,7 +15,7 @@ import asyncpg
 
 from services.common.db import Connection
 from services.leads import scoring
-from services.leads.distribution import lead_country
+from services.leads.normalize import lead_country
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from services.common.problems import Forbidden, InvalidField, InvalidFields, Not
 from services.common.responses import model_response
 from services.common.text import NoNul
 from services.leads import qualification, scoring, scoring_models
-from services.leads.distribution import lead_country
+from services.leads.normalize import lead_country
 from services.leads.repository import LeadRepository
 from services.leads.schemas import QualificationOut
 
