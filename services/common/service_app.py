@@ -46,9 +46,12 @@ def create_service_app(
             await dispatcher.start()
             # Events this process commits wake its own dispatcher directly, without a NOTIFY (db.wake_after_commit).
             db.wakers[notify_channel(service)] = dispatcher.poke
-        # Background queues (webhook processing, imports) run beside the API; with workers disabled a
+        # Background queues (webhook processing, imports, ...) run beside the API; with workers disabled a
         # replica only serves requests and others do the work.
-        running = [factory(db) for factory in workers] if settings.workers_enabled else []
+        running = [
+            factory(db) for factory in workers
+            if settings.workers_enabled and getattr(factory, "__name__", "") not in settings.workers_disabled
+        ]
         app.state.workers = running
         for worker in running:
             await worker.start()

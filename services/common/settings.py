@@ -56,8 +56,11 @@ class Settings(BaseSettings):
     tasks_url: str = "http://127.0.0.1:8003"
     reporting_url: str = "http://127.0.0.1:8004"
 
-    # Background queues (inbound webhooks, imports): off on replicas that should only serve requests.
+    # Background queues (inbound webhooks, imports, distribution, scoring): off on replicas that should only serve
+    # requests. Or only some of them off, by class name (VORONKA_WORKERS_DISABLED='["RescoreWorker"]'): e.g. to
+    # keep a workspace-wide rescoring off the replicas that take leads in.
     workers_enabled: bool = True
+    workers_disabled: frozenset[str] = frozenset()
     # Inbound webhooks: the largest body taken (413 beyond), and how far a signed timestamp may be off.
     inbound_max_body_bytes: int = Field(default=256 * 1024, gt=0)
     inbound_tolerance_seconds: int = Field(default=300, gt=0)

@@ -27,7 +27,7 @@ from services.common.outbox import cloud_event, event_rows, events_insert, publi
 from services.common.problems import Forbidden
 from services.common.workers import notify
 from services.contracts import LeadCreatedV1, LeadMergedV1
-from services.leads import assignment_queue
+from services.leads import assignment_queue, score_store
 from services.leads.models import SCHEMA
 from services.leads.repository import COLUMNS
 from services.leads.schemas import LeadCreate, Via
@@ -165,6 +165,8 @@ async def capture(
             results.append(Captured("merged", row))
             events.append(_merged_event(row, item, via, filled.get(i, []), principal.user_id, now))
     await publish_many(conn, SCHEMA, events)
+    # A new lead needs its first stored score, a merged one a new score (a touch, maybe new fields).
+    await score_store.enqueue(conn, workspace, list(rows))
     return results
 
 

@@ -13,7 +13,7 @@ from services.common.db import Connection
 from services.common.outbox import publish
 from services.common.problems import Conflict, Forbidden, InvalidFields
 from services.contracts import LeadUpdatedV1
-from services.leads import distribution, normalize
+from services.leads import distribution, normalize, score_store
 from services.leads.intake import CaptureSettings
 from services.leads.repository import COLUMNS
 from services.leads.schemas import LeadPatch
@@ -98,6 +98,7 @@ async def edit_lead(
     )
     if "owner_id" in changed:
         await distribution.record_manual(conn, lead, changed["owner_id"], principal.user_id, now)
+    await score_store.enqueue(conn, lead["workspace_id"], [lead["id"]])
     return row
 
 

@@ -13,6 +13,7 @@ from services.common.ids import new_id
 from services.common.outbox import publish
 from services.common.problems import Conflict
 from services.contracts import LeadMergedV1
+from services.leads import score_store
 from services.leads.lifecycle import record_status
 from services.leads.repository import COLUMNS
 from services.leads.schemas import Status
@@ -104,4 +105,6 @@ async def merge_leads(
         workspace_id=workspace,
         subject=survivor["id"],
     )
+    # The survivor has the other's touches and fields now; the other, merged away, loses its stored score.
+    await score_store.enqueue(conn, workspace, [survivor["id"], other["id"]])
     return row

@@ -20,7 +20,7 @@ from services.common.money import Money
 from services.common.outbox import publish
 from services.common.problems import Conflict, InvalidFields
 from services.contracts import LeadQualifiedV1, QualificationV1
-from services.leads import distribution, normalize
+from services.leads import distribution, normalize, score_store
 from services.leads.intake import CaptureSettings
 from services.leads.lifecycle import check_transition, record_status
 from services.leads.roster import distinct
@@ -121,6 +121,8 @@ async def save_answers(
         answers["products"], answers["timeline"], answers["notes"], principal.user_id,
     )
     assert row is not None
+    # The budget and its confirmation are fit attributes (qualify saves its answers through here too).
+    await score_store.enqueue(conn, lead["workspace_id"], [lead["id"]])
     return _out(row)
 
 

@@ -43,6 +43,9 @@ class LeadFilter:
     created_before: datetime | None = None
     # Lower-cased; matched as a substring of name, email, phone and company (trigram index).
     text: str | None = None
+    # By the stored score (leads.lead_scores): a lead not scored yet matches neither.
+    grade: list[str] | None = None
+    temperature: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,15 @@ class LeadRepository:
             conditions.append(f"id < {param(first_id_at(where.created_before + ID_SLACK))}")
         if where.text:
             conditions.append(f"search_text LIKE {param(_like(where.text))}")
+        if where.grade or where.temperature:
+            # A semi-join probing lead_scores' primary key for each lead the keyset scan yields, so a page still
+            # stops after `limit` matches instead of reading every score of the workspace.
+            score = ["s.workspace_id = leads.workspace_id", "s.lead_id = leads.id"]
+            if where.grade:
+                score.append(f"s.grade = ANY({param(where.grade)}::text[])")
+            if where.temperature:
+                score.append(f"s.temperature = ANY({param(where.temperature)}::text[])")
+            conditions.append(f"EXISTS (SELECT FROM leads.lead_scores s WHERE {' AND '.join(score)})")
         op = "<" if descending else ">"
         if after is not None:
             if column == "id":

@@ -217,7 +217,10 @@ async def test_two_dispatchers_on_one_outbox_never_deliver_an_event_twice(stack,
     assert len(ids) == 300
 
 
-async def test_the_event_log_replays_from_a_cursor_with_a_type_filter(stack, admin_token, workspace):
+async def test_the_event_log_replays_from_a_cursor_with_a_type_filter(stack, admin_token, workspace, monkeypatch):
+    # Only the events these leads make: the ScoringWorker's lead.scored would interleave with them.
+    monkeypatch.setenv("VORONKA_WORKERS_DISABLED", '["ScoringWorker"]')
+    get_settings.cache_clear()
     await stack.start("leads")
     await create_leads(stack, admin_token, 5)
     service = token_for(uuid.uuid4(), Role.service)
@@ -413,8 +416,11 @@ def gauge(metrics_text: str, name: str, subscriber: str = "reporting") -> float:
 
 
 async def test_metrics_show_the_backlog_while_a_consumer_is_down_and_clear_when_it_catches_up(
-    stack, admin_token
+    stack, admin_token, monkeypatch
 ):
+    # Only the events these leads make: the ScoringWorker's lead.scored would interleave with them.
+    monkeypatch.setenv("VORONKA_WORKERS_DISABLED", '["ScoringWorker"]')
+    get_settings.cache_clear()
     await stack.start("leads")
     await create_leads(stack, admin_token, 3)
     async with httpx.AsyncClient(base_url=stack.url("leads")) as leads:

@@ -180,3 +180,28 @@ async def test_only_a_voronka_service_token_reads_every_workspace_s_event_log(da
     assert len(ours.json()["events"]) == 2
     assert admin.status_code == 200
     assert len(admin.json()["events"]) == 1
+
+
+async def test_workers_named_in_workers_disabled_do_not_start_and_the_others_do(
+    no_dispatcher, database_url, monkeypatch
+):
+    from services.common.workers import QueueWorker
+
+    class Kept(QueueWorker):
+        channel = "test_kept"
+
+        async def step(self) -> int:
+            return 0
+
+    class Skipped(Kept):
+        channel = "test_skipped"
+
+    monkeypatch.setenv("VORONKA_WORKERS_DISABLED", '["Skipped"]')
+    get_settings.cache_clear()
+    app = create_service_app("leads", title="Leads", routers=[], workers=[Kept, Skipped])
+    served = await ServedApp(app, free_port()).start()
+    try:
+        assert [type(worker).__name__ for worker in app.state.workers] == ["Kept"]
+    finally:
+        await served.stop()
+        get_settings.cache_clear()

@@ -50,7 +50,8 @@ async def test_a_repeat_by_email_merges_into_the_known_lead_and_keeps_the_new_to
         ("api", "web_form", {"source": "google", "campaign": "spring"}),
         ("api", "ads", {"source": "yandex", "medium": "cpc"}),
     ]
-    assert await event_types(admin_db) == ["lead.created", "lead.merged"]
+    # (and lead.scored, from the ScoringWorker, whenever it gets to it: not this test's subject)
+    assert [t for t in await event_types(admin_db) if t != "lead.scored"] == ["lead.created", "lead.merged"]
     merged = json.loads(
         await admin_db.fetchval("SELECT event FROM leads.outbox WHERE type = 'voronka.lead.merged.v1'")
     )

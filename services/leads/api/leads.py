@@ -8,7 +8,7 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import orjson
@@ -241,6 +241,14 @@ async def list_leads(
     created_after: Annotated[datetime | None, Query(description="ISO 8601 with offset, inclusive")] = None,
     created_before: Annotated[datetime | None, Query(description="ISO 8601 with offset, exclusive")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Part of the name, email, phone or company")] = None,
+    grade: Annotated[
+        list[Literal["A", "B", "C", "D"]] | None,
+        Query(description="One or more stored grades; a lead not scored yet matches none"),
+    ] = None,
+    temperature: Annotated[
+        list[Literal["hot", "warm", "cold"]] | None,
+        Query(description="One or more stored temperatures; a lead not scored yet matches none"),
+    ] = None,
     sort: Annotated[str, Query(description="created_at, -created_at (default), updated_at, -updated_at")] = (
         "-created_at"
     ),
@@ -258,6 +266,8 @@ async def list_leads(
         status=[s.value for s in lead_status] if lead_status else None, owner_id=owner_id, unassigned=unassigned,
         source_id=source_id, channel=channel.value if channel else None, tag=tag,
         created_after=created_after, created_before=created_before, text=_search_text(q) if q else None,
+        grade=list(dict.fromkeys(grade)) if grade else None,
+        temperature=list(dict.fromkeys(temperature)) if temperature else None,
     )
     after = _decode_cursor(cursor, sort) if cursor else None
     rows = await repository.page(limit + 1, sort=sort, after=after, where=where)
