@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from services.common.service_app import create_service_app
 from services.leads.api import (
     assignment_rules,
+    conversion,
     imports,
     inbound,
     lead_settings,
@@ -21,8 +22,11 @@ from services.leads.api import (
 )
 from services.leads.assignment_worker import AssignmentWorker
 from services.leads.consumers import HANDLERS
+from services.leads.conversion_worker import ConversionTrainer
 from services.leads.import_worker import ImportWorker
 from services.leads.inbound_worker import InboundWorker
+from services.leads.rescore_worker import RescoreWorker
+from services.leads.scoring_worker import ScoringWorker
 
 
 def create_app() -> FastAPI:
@@ -32,8 +36,9 @@ def create_app() -> FastAPI:
         routers=[
             leads.router, sources.router, inbound.router, imports.router, lead_settings.router,
             members.router, teams.router, territories.router, qualification.router, assignment_rules.router,
-            assignment_rules.lead_router, scoring.router, scoring.lead_router,
+            assignment_rules.lead_router, scoring.router, scoring.lead_router, conversion.router,
         ],
         handlers=HANDLERS,
-        workers=[InboundWorker, ImportWorker, AssignmentWorker],
+        workers=[InboundWorker, ImportWorker, AssignmentWorker, ScoringWorker, RescoreWorker,
+                 ConversionTrainer],
     )
