@@ -3,9 +3,10 @@
 Capture inserts a lead without an owner as `pending` and wakes this worker after its commit. Each step claims up
 to BATCH pending leads of any workspace in id order (FOR UPDATE SKIP LOCKED: replicas share the queue and never
 take the same lead) and assigns them by the rules, workspace by workspace, in one transaction with their records
-and lead.assigned events. A lead nobody can take now becomes `queued` on its rule; a roster or rule change sends
-a workspace's queued leads back to `pending` (assignment_queue.requeue), and every RETRY_SECONDS the worker does
-that for every workspace, which catches working hours starting.
+and lead.assigned events. A lead nobody can take now becomes `queued` on its rule; a roster or rule change, and a
+member's load going down (a lead of theirs closed or reassigned), send a workspace's queued leads back to
+`pending` (assignment_queue), and every RETRY_SECONDS the worker does that for every workspace, which catches
+working hours starting.
 """
 
 from __future__ import annotations
@@ -58,12 +59,9 @@ class AssignmentWorker(QueueWorker):
         return len(rows)
 
     async def _assign(self, conn: Connection, workspace: uuid.UUID, leads: list[asyncpg.Record]) -> None:
-        # Only open leads are distributed: a new one nobody owns, a qualified one for a closer.
-        settled = [
-            lead for lead in leads
-            if lead["status"] not in distribution.OPEN_STATUSES
-            or (distribution.stage_of(lead) is distribution.Stage.new and lead["owner_id"] is not None)
-        ]
+        # Distributed: a new lead nobody owns, a qualified one for a closer, and a client (converted) for a farmer:
+        # a closed lead leaves the queue when it closes, so a converted one here was queued by a won deal.
+        settled = [lead for lead in leads if _settled(lead)]
         if settled:
             await conn.execute(
                 """
@@ -78,12 +76,23 @@ class AssignmentWorker(QueueWorker):
         if not todo:
             return
         assigner = await distribution.Assigner.load(conn, workspace)
-        qualified = [lead["id"] for lead in todo if distribution.stage_of(lead) is distribution.Stage.qualified]
+        qualified = [lead["id"] for lead in todo if distribution.stage_of(lead) is not distribution.Stage.new]
         products = await distribution.qualification_products(conn, workspace, qualified) if qualified else {}
+        await assigner.load_grades(todo)
         # Deciding is Python over what load() read (rules, roster, turns): in a thread, so a batch does not hold
         # up the requests this process is answering meanwhile. Nothing else touches the assigner until it ends.
         await asyncio.to_thread(_decide_all, assigner, todo, products)
         await assigner.save()
+
+
+def _settled(lead: asyncpg.Record) -> bool:
+    """Whether the lead has nothing to wait for: closed (but a client), or a new lead that has an owner."""
+    stage = distribution.stage_of(lead)
+    if stage is distribution.Stage.client:
+        return False
+    return lead["status"] not in distribution.OPEN_STATUSES or (
+        stage is distribution.Stage.new and lead["owner_id"] is not None
+    )
 
 
 def _decide_all(

@@ -1,10 +1,11 @@
 """Distribution: assignment rules decide who works a lead, and every decision is recorded with its reason.
 
-A rule has a stage (`new`: leads to work, for hunters; `qualified`: for closers), conditions on the lead, a pool
-(a team's members whose role fits the stage, or listed members) and a method (round robin, weighted round robin,
-least loaded, fixed). Rules of a stage are evaluated in `position` order; the first whose conditions match
-decides. Members who are away, inactive, at capacity or (if the rule asks) outside their working hours are
-skipped; when nobody in the pool can take the lead it is queued on the rule until someone frees up.
+A rule has a stage (`new`: leads to work, for hunters; `qualified`: for closers; `client`: won clients, for
+farmers), conditions on the lead (among them its grade, computed when the decision is made), a pool (a team's
+members whose role fits the stage, or listed members) and a method (round robin, weighted round robin, least
+loaded, fixed). Rules of a stage are evaluated in `position` order; the first whose conditions match decides.
+Members who are away, inactive, at capacity or (if the rule asks) outside their working hours are skipped; when
+nobody in the pool can take the lead it is queued on the rule until someone frees up.
 
 Exactly fair under concurrency: an `Assigner` locks the workspace's active rules (FOR UPDATE, in id order) before
 it reads the round-robin state and the members' open leads, and holds the locks until its transaction commits.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +28,7 @@ from services.common.db import Connection
 from services.common.ids import new_id
 from services.common.outbox import cloud_event, publish_many
 from services.contracts import LeadAssignedV1
+from services.leads import assignment_queue, score_inputs, scoring, scoring_models
 from services.leads.models import SCHEMA
 from services.leads.normalize import lead_country
 from services.leads.repository import COLUMNS as LEAD_COLUMNS
@@ -36,16 +38,20 @@ from services.leads.roster import WEEKDAYS, Area, MemberRole, MemberStatus, cove
 Row = Mapping[str, Any] | asyncpg.Record
 
 OPEN_STATUSES = ("new", "working", "nurturing", "qualified")
+# A farmer's load is the clients they own; everyone else's, their open leads.
+CLIENT_STATUS = "converted"
 RULE_COLUMNS = (
     "workspace_id, id, name, position, active, stage, conditions, method, team_id, member_ids, weights, "
     "only_working_hours, rr_last_member_id, rr_weights, created_at, updated_at, version"
 )
-CONDITIONS = ("channels", "source_ids", "tags", "countries", "territory_ids", "products")
+CONDITIONS = ("channels", "source_ids", "tags", "countries", "territory_ids", "products", "grades")
+GRADES = ("A", "B", "C", "D")
 
 
 class Stage(StrEnum):
     new = "new"  # leads to work: hunters
     qualified = "qualified"  # qualified leads: closers
+    client = "client"  # won clients (converted leads): farmers
 
 
 class Method(StrEnum):
@@ -56,7 +62,11 @@ class Method(StrEnum):
 
 
 # Who a team's pool holds for each stage (heads of sales and admins only when a rule lists them by id).
-ROLE_FOR_STAGE = {Stage.new: MemberRole.hunter.value, Stage.qualified: MemberRole.closer.value}
+ROLE_FOR_STAGE = {
+    Stage.new: MemberRole.hunter.value,
+    Stage.qualified: MemberRole.closer.value,
+    Stage.client: MemberRole.farmer.value,
+}
 
 _METHOD_WORDS = {
     Method.round_robin: "round robin",
@@ -67,7 +77,13 @@ _METHOD_WORDS = {
 
 
 def stage_of(lead: Row) -> Stage:
-    return Stage.qualified if lead["status"] == "qualified" else Stage.new
+    """Which rules a lead is distributed by. A converted lead is a client: it is distributed only when a won
+    deal hands it over (handoffs.client_to_farmer), or while it waits on a client rule's queue."""
+    if lead["status"] == "qualified":
+        return Stage.qualified
+    if lead["status"] == CLIENT_STATUS:
+        return Stage.client
+    return Stage.new
 
 
 # ------------------------------------------------------------------------------------------------ matching
@@ -83,8 +99,12 @@ def matches(
     lead: Row,
     products: Sequence[str],
     territories: Mapping[uuid.UUID, Area],
+    grade: str | None = None,
 ) -> bool:
-    """Whether every condition list the rule gives matches the lead (a list not given matches anything)."""
+    """Whether every condition list the rule gives matches the lead (a list not given matches anything). `grade`
+    is the lead's grade now, computed by the caller only for a rule with a grades condition."""
+    if (grades := conditions.get("grades")) and grade not in grades:
+        return False
     if (channels := conditions.get("channels")) and lead["channel"] not in channels:
         return False
     if (sources := conditions.get("source_ids")) and str(lead["source_id"]) not in sources:
@@ -111,14 +131,25 @@ def matches(
 # ------------------------------------------------------------------------------------------------ deciding
 
 
+def _is_farmer(member: Row) -> bool:
+    return bool(member["role"] == MemberRole.farmer.value)
+
+
+def _load_words(member: Row) -> str:
+    return "clients" if _is_farmer(member) else "open leads"
+
+
 @dataclass
 class Decision:
-    """What a rule decided for one lead: the member (None: queued) and why, in words."""
+    """What a rule decided for one lead: the member (None: queued) and why, in words. `method_words` (the
+    method and pool) and `skipped_words` are the reason's parts, for a caller that words its own."""
 
     rule: asyncpg.Record
     member: asyncpg.Record | None
     reason: str
     skipped: list[dict[str, str]] = field(default_factory=list)
+    method_words: str = ""
+    skipped_words: str = ""
 
 
 def within_working_hours(member: Row, now: datetime) -> tuple[bool, str]:
@@ -129,12 +160,21 @@ def within_working_hours(member: Row, now: datetime) -> tuple[bool, str]:
     return inside, f"{day} {clock} {member['time_zone']}"
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    lead: asyncpg.Record
+    decision: Decision | None
+    assigned_by: uuid.UUID | None
+    missed_by: uuid.UUID | None
+
+
 class Assigner:
     """Decides and records assignments for one workspace inside the caller's transaction.
 
     `await Assigner.load(conn, workspace_id)` locks the workspace's active rules, then reads the roster and the
-    members' open leads; `decide` picks (keeping the turn and the counts in memory), `save` writes the leads,
-    the records, the rules' round-robin state and the lead.assigned events."""
+    members' loads; `load_grades` reads what grading the leads needs, when a rule matches on grades; `decide`
+    picks (keeping the turn and the counts in memory), `save` writes the leads, the records, the rules'
+    round-robin state and the lead.assigned events."""
 
     def __init__(self, conn: Connection, workspace_id: uuid.UUID) -> None:
         self.conn = conn
@@ -143,11 +183,15 @@ class Assigner:
         self.members: dict[uuid.UUID, asyncpg.Record] = {}
         self.team_names: dict[uuid.UUID, str] = {}
         self.territories: dict[uuid.UUID, Area] = {}
+        # Each member's load: clients (converted leads) they own for a farmer, open leads for anyone else.
         self.open: dict[uuid.UUID, int] = {}
         self._turns: dict[uuid.UUID, uuid.UUID | None] = {}
         self._weights: dict[uuid.UUID, dict[str, int]] = {}
         self._changed_rules: set[uuid.UUID] = set()
-        self._outcomes: list[tuple[asyncpg.Record, Decision | None, uuid.UUID | None]] = []
+        self._outcomes: list[_Outcome] = []
+        self._model: scoring.Model | None = None
+        self._inputs: dict[uuid.UUID, score_inputs.LeadInputs] = {}
+        self._grades: dict[uuid.UUID, str | None] = {}
         self.now = datetime.now(UTC)
 
     @classmethod
@@ -196,34 +240,68 @@ class Assigner:
                     self.workspace_id,
                 )
             }
-        # Open leads are counted only for whom they matter: every member when a rule balances load, else the
-        # members with a capacity. Counting is a scan of their open leads on every step of the worker.
+        # Loads are counted only for whom they matter: every member when a rule balances load, else the members
+        # with a capacity. Counting is a scan of their open leads (a farmer's: clients) on every worker step.
         if any(r["method"] == "least_loaded" for r in self.rules):
-            counted = list(self.members)
+            counted = list(self.members.values())
         else:
-            counted = [m["id"] for m in self.members.values() if m["capacity"] is not None]
+            counted = [m for m in self.members.values() if m["capacity"] is not None]
         if not counted:
             return
+        farmers = [m["id"] for m in counted if _is_farmer(m)]
+        others = [m["id"] for m in counted if not _is_farmer(m)]
         self.open = {
-            r["owner_id"]: r["open"]
+            r["owner_id"]: r["load"]
             for r in await self.conn.fetch(
                 """
-                SELECT owner_id, count(*) AS open FROM leads.leads
-                WHERE workspace_id = $1 AND owner_id = ANY($2::uuid[]) AND status = ANY($3::text[])
+                SELECT owner_id, count(*) AS load FROM leads.leads
+                WHERE workspace_id = $1 AND (
+                    (owner_id = ANY($2::uuid[]) AND status = ANY($3::text[]))
+                    OR (owner_id = ANY($4::uuid[]) AND status = $5))
                 GROUP BY owner_id
                 """,
-                self.workspace_id, counted, list(OPEN_STATUSES),
+                self.workspace_id, others, list(OPEN_STATUSES), farmers, CLIENT_STATUS,
             )
         }
 
+    async def load_grades(self, leads: Iterable[Row]) -> None:
+        """Reads the scoring model and the inputs of those of `leads` whose stage has a rule matching on grades
+        (nothing at all when no active rule does), so `decide` can grade them. Computed here and now, not read
+        from stored scores: a lead just taken in has none yet."""
+        stages = {r["stage"] for r in self.rules if r["conditions"].get("grades")}
+        ids = [lead["id"] for lead in leads if stage_of(lead).value in stages]
+        if not ids:
+            return
+        if self._model is None:
+            self._model = await scoring_models.load(self.conn, self.workspace_id)
+        self._inputs |= await score_inputs.load(self.conn, self.workspace_id, ids)
+
+    def grade_of(self, lead_id: uuid.UUID) -> str | None:
+        """The lead's grade now (None: its inputs were not loaded), computed once per assigner."""
+        if lead_id not in self._grades:
+            inputs = self._inputs.get(lead_id)
+            if inputs is None or self._model is None:
+                self._grades[lead_id] = None
+            else:
+                score = scoring.compute(inputs.facts, inputs.touches, self._model, self.now)
+                self._grades[lead_id] = score.grade
+        return self._grades[lead_id]
+
     # ---- deciding
 
-    def decide(self, lead: Row, products: Sequence[str] = ()) -> Decision | None:
-        """The decision of the first rule of the lead's stage that matches it; None when none does."""
+    def decide(
+        self, lead: Row, products: Sequence[str] = (), exclude: Mapping[uuid.UUID, str] | None = None
+    ) -> Decision | None:
+        """The decision of the first rule of the lead's stage that matches it; None when none does. `exclude`:
+        members who must not get this lead, each with why: listed in the decision's `skipped`, but left out of its
+        words, since the caller explains them in its own."""
         stage = stage_of(lead)
         for rule in self.rules:
-            if rule["stage"] == stage.value and matches(rule["conditions"], lead, products, self.territories):
-                return self._pick(rule, stage, lead)
+            if rule["stage"] != stage.value:
+                continue
+            grade = self.grade_of(lead["id"]) if rule["conditions"].get("grades") else None
+            if matches(rule["conditions"], lead, products, self.territories, grade):
+                return self._pick(rule, stage, grade, exclude or {})
         return None
 
     def _pool(self, rule: Row, stage: Stage) -> tuple[list[asyncpg.Record], str]:
@@ -234,33 +312,45 @@ class Assigner:
         pool = [self.members[m] for m in rule["member_ids"] or [] if m in self.members]
         return pool, "the rule's members"
 
-    def _why_not(self, member: Row, rule: Row) -> str | None:
+    def _why_not(self, member: Row, rule: Row, exclude: Mapping[uuid.UUID, str]) -> str | None:
         """Why the member cannot take a lead now; None when they can."""
+        if member["id"] in exclude:
+            return exclude[member["id"]]
         if member["status"] == MemberStatus.inactive.value:
             return "inactive"
         if member["status"] == MemberStatus.away.value:
             return "away"
-        capacity, open_leads = member["capacity"], self.open.get(member["id"], 0)
-        if capacity is not None and open_leads >= capacity:
-            return f"at capacity ({open_leads} of {capacity} open leads)"
+        capacity, load = member["capacity"], self.open.get(member["id"], 0)
+        if capacity is not None and load >= capacity:
+            return f"at capacity ({load} of {capacity} {_load_words(member)})"
         if rule["only_working_hours"]:
             inside, local = within_working_hours(member, self.now)
             if not inside:
                 return f"outside working hours ({local})"
         return None
 
-    def _pick(self, rule: asyncpg.Record, stage: Stage, lead: Row) -> Decision:
+    def _pick(
+        self, rule: asyncpg.Record, stage: Stage, grade: str | None, exclude: Mapping[uuid.UUID, str]
+    ) -> Decision:
         method = Method(rule["method"])
         pool, pool_name = self._pool(rule, stage)
-        why_not = {m["id"]: self._why_not(m, rule) for m in pool}
+        why_not = {m["id"]: self._why_not(m, rule, exclude) for m in pool}
         skipped = [{"member_id": str(m["id"]), "why": why_not[m["id"]] or ""} for m in pool if why_not[m["id"]]]
         available = [m for m in pool if why_not[m["id"]] is None]
-        words = f"{_METHOD_WORDS[method]} in {pool_name}"
-        skipped_words = "".join(f"; {self.members[uuid.UUID(s['member_id'])]['name']} skipped: {s['why']}"
-                                for s in skipped)
+        # The grade is said when it is why this rule matched.
+        for_grade = f" for a grade {grade} lead" if grade is not None else ""
+        words = f"{_METHOD_WORDS[method]} in {pool_name}{for_grade}"
+        # Members the caller excluded are in `skipped` but not in the words: the caller says why in its own.
+        skipped_words = "".join(
+            f"; {self.members[uuid.UUID(s['member_id'])]['name']} skipped: {s['why']}"
+            for s in skipped if uuid.UUID(s["member_id"]) not in exclude
+        )
         if not available:
             nobody = "nobody in it" if pool else "it has nobody"
-            return Decision(rule, None, f"{words}: {nobody} can take the lead now, so it waits{skipped_words}", skipped)
+            return Decision(
+                rule, None, f"{words}: {nobody} can take the lead now, so it waits{skipped_words}", skipped,
+                words, skipped_words,
+            )
         if method is Method.round_robin:
             chosen, why = self._round_robin(rule, pool, available)
         elif method is Method.weighted_round_robin:
@@ -269,10 +359,10 @@ class Assigner:
             chosen, why = self._least_loaded(available)
         else:
             chosen, why = available[0], ""
-            words = "fixed owner"
+            words = f"fixed owner{for_grade}"
         self.open[chosen["id"]] = self.open.get(chosen["id"], 0) + 1
         said = f"{words}: {chosen['name']}" + (f" {why}" if why else "")
-        return Decision(rule, chosen, f"{said}{skipped_words}", skipped)
+        return Decision(rule, chosen, f"{said}{skipped_words}", skipped, words, skipped_words)
 
     def _round_robin(
         self, rule: asyncpg.Record, pool: list[asyncpg.Record], available: list[asyncpg.Record]
@@ -311,13 +401,21 @@ class Assigner:
 
         chosen = min(available, key=load)  # min keeps the first of equals: pool order
         capacity = chosen["capacity"] if chosen["capacity"] is not None else "no limit"
-        return chosen, f"had the fewest open leads ({self.open.get(chosen['id'], 0)} of {capacity})"
+        words = _load_words(chosen)
+        return chosen, f"had the fewest {words} ({self.open.get(chosen['id'], 0)} of {capacity})"
 
     # ---- recording
 
-    def record(self, lead: asyncpg.Record, decision: Decision | None, assigned_by: uuid.UUID | None = None) -> None:
-        """Keeps the decision for `save` (None: no rule matched)."""
-        self._outcomes.append((lead, decision, assigned_by))
+    def record(
+        self,
+        lead: asyncpg.Record,
+        decision: Decision | None,
+        assigned_by: uuid.UUID | None = None,
+        missed_by: uuid.UUID | None = None,
+    ) -> None:
+        """Keeps the decision for `save` (None: no rule matched). `missed_by`: the lead is taken from this member
+        because they missed its first-contact deadline (said in lead.assigned)."""
+        self._outcomes.append(_Outcome(lead, decision, assigned_by, missed_by))
 
     async def save(self) -> dict[uuid.UUID, asyncpg.Record]:
         """Writes every recorded decision: the leads (owner, state), the assignment records, the rules'
@@ -326,7 +424,9 @@ class Assigner:
         if not outcomes:
             return {}
         leads, records, events = [], [], []
-        for lead, decision, by in outcomes:
+        room_for: set[uuid.UUID] = set()
+        for outcome in outcomes:
+            lead, decision, by = outcome.lead, outcome.decision, outcome.assigned_by
             stage = stage_of(lead)
             if decision is None:
                 # No rule for it: a lead that has an owner keeps them (a qualified lead, its hunter).
@@ -348,14 +448,20 @@ class Assigner:
                 "assigned_by": str(by) if by else None,
             })
             if owner is not None:
+                if frees_capacity(lead, owner):
+                    room_for.add(lead["owner_id"])
                 events.append(cloud_event(
                     LeadAssignedV1(
                         lead_id=lead["id"], workspace_id=self.workspace_id, owner_id=owner,
                         previous_owner_id=lead["owner_id"], stage=stage.value, rule_id=rule["id"],
                         method=rule["method"], reason=decision.reason, assigned_at=self.now, assigned_by=by,
+                        missed_by=outcome.missed_by,
                     ),
                     workspace_id=self.workspace_id, subject=lead["id"],
                 ))
+        # Before the leads are written, so the ones this save queues are not sent straight back.
+        for member_id in sorted(room_for):
+            await assignment_queue.room_freed(self.conn, self.workspace_id, member_id)
         updated = await self.conn.fetch(
             f"""
             UPDATE leads.leads l SET
@@ -420,18 +526,32 @@ async def assign_now(
     conn: Connection, lead: asyncpg.Record, products: Sequence[str] = ()
 ) -> tuple[asyncpg.Record, Decision | None]:
     """Distributes one locked lead by its stage's rules in the caller's transaction (qualify does this for the
-    closer). Returns the lead after, and the decision (None: no rule matched)."""
+    closer, a won deal for the farmer). Returns the lead after, and the decision (None: no rule matched)."""
     assigner = await Assigner.load(conn, lead["workspace_id"])
+    await assigner.load_grades([lead])
     decision = assigner.decide(lead, products)
     assigner.record(lead, decision)
     saved = await assigner.save()
     return saved[lead["id"]], decision
 
 
+def frees_capacity(lead: Row, new_owner: uuid.UUID | None) -> bool:
+    """Whether giving the lead to `new_owner` lowers someone's load: an open lead, or a client (a farmer's load),
+    leaving its owner. A client leaving its closer frees nothing, but that is one needless requeue per won deal."""
+    return (
+        lead["status"] in (*OPEN_STATUSES, CLIENT_STATUS)
+        and lead["owner_id"] is not None
+        and new_owner != lead["owner_id"]
+    )
+
+
 async def record_manual(
     conn: Connection, lead: asyncpg.Record, new_owner: uuid.UUID | None, by: uuid.UUID, at: datetime
 ) -> None:
-    """A head of sales changed the lead's owner by hand: recorded (method manual) and announced (lead.assigned)."""
+    """A head of sales changed the lead's owner by hand: recorded (method manual) and announced (lead.assigned).
+    The former owner has room for a lead waiting in a queue now."""
+    if frees_capacity(lead, new_owner):
+        await assignment_queue.room_freed(conn, lead["workspace_id"], lead["owner_id"])
     stage = stage_of(lead)
     name = await conn.fetchval(
         "SELECT name FROM leads.members WHERE workspace_id = $1 AND id = $2", lead["workspace_id"], new_owner

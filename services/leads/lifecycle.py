@@ -17,6 +17,8 @@ from services.common.ids import new_id
 from services.common.outbox import publish
 from services.common.problems import Conflict, InvalidField
 from services.contracts import LeadStatusChangedV1
+from services.leads import assignment_queue
+from services.leads.distribution import OPEN_STATUSES
 from services.leads.intake import CaptureSettings
 from services.leads.repository import COLUMNS
 from services.leads.schemas import Status, StatusChange
@@ -55,18 +57,28 @@ async def record_status(
     reason: str | None = None,
     comment: str | None = None,
 ) -> asyncpg.Record:
-    """Moves a (locked) lead to `to`, keeps the change and publishes lead.status_changed."""
+    """Moves a (locked) lead to `to`, keeps the change and publishes lead.status_changed.
+
+    A lead that leaves the open statuses leaves the assignment queue with it (a closed lead waits for nobody; a
+    converted one waits only once a won deal queues it for a farmer), and its owner's load goes down, so the
+    leads queued for want of room are tried again after the commit."""
     now = datetime.now(UTC)
+    closes = lead["status"] in OPEN_STATUSES and to.value not in OPEN_STATUSES
     row = await conn.fetchrow(
         f"""
         UPDATE leads.leads SET status = $3, disqualification_reason = $4, status_changed_at = $5,
-            updated_at = $5, version = version + 1
+            updated_at = $5, version = version + 1,
+            assignment_state = CASE WHEN $6 AND assignment_state IN ('pending', 'queued')
+                                    THEN CASE WHEN owner_id IS NULL THEN 'unmatched' ELSE 'assigned' END
+                                    ELSE assignment_state END
         WHERE workspace_id = $1 AND id = $2
         RETURNING {COLUMNS}
         """,
-        lead["workspace_id"], lead["id"], to.value, reason if to is Status.disqualified else None, now,
+        lead["workspace_id"], lead["id"], to.value, reason if to is Status.disqualified else None, now, closes,
     )
     assert row is not None  # the caller holds the row lock
+    if closes and lead["owner_id"] is not None:
+        await assignment_queue.room_freed(conn, lead["workspace_id"], lead["owner_id"])
     await conn.execute(
         """
         INSERT INTO leads.lead_status_changes

@@ -282,6 +282,47 @@ async def test_a_territory_covers_a_lead_by_its_country_and_custom_region_city_a
     assert owners == [dach["id"], dach["id"], rest["id"]]
 
 
+async def test_a_grade_condition_routes_a_leads_to_one_team_and_the_rest_to_another(admin, leads_db, admin_db):
+    # Grade A is a score of 75 or more: a lead with a company scores 80, any other 0 (engagement counts nothing).
+    model = await admin.patch("/v1/scoring-model", json={
+        "fit_rules": [{"label": "Has a company", "attribute": "company", "op": "exists", "value": None, "points": 80}],
+        "engagement_rules": [],
+    })
+    assert model.status_code == 200, model.text
+    stars, [alice, anton] = await team(admin, "Stars", ("Alice", "hunter"), ("Anton", "hunter"))
+    rest, [bob] = await team(admin, "Rest", ("Bob", "hunter"))
+    closer, top_closer = await member(admin, "Cora", "closer"), await member(admin, "Tom", "closer")
+    best = await rule(admin, method="round_robin", team_id=stars["id"], conditions={"grades": ["a"]})
+    assert best["conditions"] == {"grades": ["A"]}
+    await rule(admin, method="round_robin", team_id=rest["id"])
+    await rule(admin, stage="qualified", method="fixed", member_ids=[top_closer["id"]],
+               conditions={"grades": ["A", "B"]})
+    await rule(admin, stage="qualified", method="fixed", member_ids=[closer["id"]])
+    taken = await leads(
+        admin, {"name": "Big", "company": "Acme"}, {"name": "Small"}, {"name": "Also big", "company": "Initech"},
+        {"name": "Tiny"},
+    )
+
+    await drain(leads_db)
+
+    owners = [(await lead(admin, t["id"]))["owner_id"] for t in taken]
+    assert owners == [alice["id"], bob["id"], anton["id"], bob["id"]]
+    [record] = await assignments(admin, taken[0]["id"])
+    assert record["reason"] == "round robin in team Stars for a grade A lead: Alice was next"
+    [other] = await assignments(admin, taken[1]["id"])
+    assert other["reason"] == "round robin in team Rest: Bob was next"
+
+    # Qualifying grades the lead at that moment too: the big one goes to the closer for A and B leads.
+    for item, expected in ((taken[0], top_closer), (taken[1], closer)):
+        response = await admin.post(
+            f"/v1/leads/{item['id']}/qualify", json={"budget": {"amount": "100", "currency": "EUR"}, "need": "Calls"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["lead"]["owner_id"] == expected["id"]
+    handed = [e for e in await events(admin_db, "lead.assigned") if e["stage"] == "qualified"]
+    assert handed[0]["reason"] == "fixed owner for a grade A lead: Tom"
+
+
 # ---- who is skipped, and the queue --------------------------------------------------------------------------
 
 
@@ -347,6 +388,44 @@ async def test_a_lead_nobody_can_take_waits_and_goes_to_whoever_comes_back(admin
     history = await assignments(admin, taken["id"])
     assert [h["member_id"] for h in history] == [None, anna["id"]]
     assert [e["lead_id"] for e in await events(admin_db, "lead.assigned")] == [taken["id"]]
+
+
+async def test_a_member_at_capacity_who_closes_a_lead_gets_the_queued_one_at_once(admin, leads_db):
+    anna = await member(admin, "Anna", capacity=1)
+    await rule(admin, method="fixed", member_ids=[anna["id"]])
+    [hers] = await leads(admin, {"name": "Hers", "owner_id": anna["id"]})
+    [waiting] = await leads(admin, {"name": "Waiting"})
+    await drain(leads_db)
+    assert (await lead(admin, waiting["id"]))["assignment_state"] == "queued"
+
+    closed = await admin.post(f"/v1/leads/{hers['id']}/status", json={"status": "disqualified", "reason": "spam"})
+
+    assert closed.status_code == 200, closed.text
+    # Sent back to the worker in the same transaction (not at the next minute's retry)...
+    assert (await lead(admin, waiting["id"]))["assignment_state"] == "pending"
+    await drain(leads_db)
+    taken = await lead(admin, waiting["id"])
+    assert (taken["owner_id"], taken["assignment_state"]) == (anna["id"], "assigned")
+
+
+async def test_a_lead_handed_to_someone_else_frees_room_and_a_closed_queued_lead_leaves_the_queue(admin, leads_db):
+    anna, boris = await member(admin, "Anna", capacity=1), await member(admin, "Boris", capacity=1)
+    await rule(admin, method="fixed", member_ids=[anna["id"]])
+    [hers] = await leads(admin, {"name": "Hers", "owner_id": anna["id"]})
+    [first, second] = await leads(admin, {"name": "First"}, {"name": "Second"})
+    await drain(leads_db)
+
+    moved = await admin.patch(f"/v1/leads/{hers['id']}", json={"owner_id": boris["id"]})
+    assert moved.status_code == 200, moved.text
+    assert [(await lead(admin, t["id"]))["assignment_state"] for t in (first, second)] == ["pending", "pending"]
+    # A queued lead closed meanwhile waits for nobody any more.
+    dropped = await admin.post(f"/v1/leads/{second['id']}/status", json={"status": "disqualified", "reason": "spam"})
+    assert dropped.status_code == 200, dropped.text
+    assert dropped.json()["assignment_state"] == "unmatched"
+    await drain(leads_db)
+
+    assert (await lead(admin, first["id"]))["owner_id"] == anna["id"]
+    assert (await lead(admin, second["id"]))["owner_id"] is None
 
 
 # ---- qualified leads go to closers --------------------------------------------------------------------------
@@ -510,10 +589,22 @@ async def test_a_rule_that_does_not_fit_is_refused_naming_the_field(admin, works
         ({"method": "round_robin", "member_ids": [anna["id"]], "weights": {anna["id"]: 2}}, ["weights"]),
         ({"method": "sometimes", "member_ids": [anna["id"]]}, ["method"]),
         ({"method": "fixed", "member_ids": [anna["id"]], "conditions": {"colour": ["red"]}}, ["conditions.colour"]),
+        ({"method": "fixed", "member_ids": [anna["id"]], "conditions": {"grades": ["b", "E", "AA"]}},
+         ["conditions.grades[1]", "conditions.grades[2]"]),
+        ({"method": "fixed", "member_ids": [anna["id"]], "conditions": {"grades": [1]}}, ["conditions.grades[0]"]),
+        ({"method": "fixed", "member_ids": [anna["id"]], "stage": "farm"}, ["stage"]),
     ]
     for body, fields in cases:
         response = await admin.post("/v1/assignment-rules", json={"name": "R", "stage": "new", **body})
         assert sorted(fields_named(response)) == sorted(fields), (body, response.text)
+
+    # Products are known for a client (from its qualification) as for a qualified lead.
+    client_rule = {
+        "method": "fixed", "member_ids": [anna["id"]], "conditions": {"products": ["crm"], "grades": [" c "]},
+    }
+    accepted = await admin.post("/v1/assignment-rules", json={"name": "R", "stage": "client", **client_rule})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["conditions"] == {"products": ["crm"], "grades": ["C"]}
 
     async with stack.client("leads", token_for(workspace, Role.rep)) as rep:
         refused = await rep.post(

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Query, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from services.common.auth import CurrentPrincipal
 from services.common.cursors import decode_cursor, encode_cursor
@@ -40,6 +41,17 @@ Weight = Annotated[int, Field(ge=1, le=1000)]
 MAX_LIST = 100
 
 
+def check_grade(grade: str) -> str:
+    """A score grade, A to D, upper-cased (as countries are)."""
+    upper = grade.strip().upper()
+    if upper not in distribution.GRADES:
+        raise PydanticCustomError("invalid_grade", "A grade is one of A, B, C and D.")
+    return upper
+
+
+Grade = Annotated[str, NoNul, AfterValidator(check_grade)]
+
+
 class Conditions(BaseModel):
     """Each list given must match the lead; a list left out (or empty) matches any lead."""
 
@@ -54,7 +66,12 @@ class Conditions(BaseModel):
     )
     territory_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_LIST)
     products: list[Word] | None = Field(
-        default=None, max_length=MAX_LIST, description="Stage qualified only: any of the qualification's products"
+        default=None, max_length=MAX_LIST,
+        description="Stages qualified and client only: any of the qualification's products",
+    )
+    grades: list[Grade] | None = Field(
+        default=None, max_length=20,
+        description="The lead's score grade (A-D), computed from the scoring model when the rule is evaluated",
     )
 
 
@@ -64,10 +81,14 @@ class RuleCreate(BaseModel):
     name: RuleName
     position: int | None = Field(default=None, ge=0, le=1_000_000, description="Evaluation order; default: last")
     active: bool = True
-    stage: Stage = Field(description="new: leads to work (hunters); qualified: qualified leads (closers)")
+    stage: Stage = Field(
+        description="new: leads to work (hunters); qualified: qualified leads (closers); client: won clients (farmers)"
+    )
     conditions: Conditions = Field(default_factory=Conditions)
     method: Method
-    team_id: uuid.UUID | None = Field(default=None, description="The pool: the team's hunters (new) or closers")
+    team_id: uuid.UUID | None = Field(
+        default=None, description="The pool: the team's hunters (new), closers (qualified) or farmers (client)"
+    )
     member_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_LIST, description="Or these members")
     weights: dict[uuid.UUID, Weight] = Field(default_factory=dict, description="weighted_round_robin; default 1")
     only_working_hours: bool = False
@@ -187,9 +208,10 @@ async def _check(conn: Connection, workspace_id: uuid.UUID, rule: dict[str, Any]
         errors.append(_error("member_ids", "fixed_owner", "A fixed rule lists exactly one member in member_ids."))
     if rule["weights"] and method != Method.weighted_round_robin:
         errors.append(_error("weights", "not_weighted", "Weights are for method weighted_round_robin."))
-    if rule["conditions"].get("products") and rule["stage"] != Stage.qualified:
+    if rule["conditions"].get("products") and rule["stage"] == Stage.new:
         errors.append(_error(
-            "conditions.products", "stage_qualified", "Products are known once a lead is qualified: stage qualified."
+            "conditions.products", "stage_qualified",
+            "Products are known once a lead is qualified: stage qualified or client.",
         ))
     if team_id is not None and await conn.fetchval(
         "SELECT id FROM leads.teams WHERE workspace_id = $1 AND id = $2", workspace_id, team_id
