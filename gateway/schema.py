@@ -14,6 +14,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
 from gateway.errors import PublicError
+from gateway.types.conversion import ConversionMutation, ConversionQuery
 from gateway.types.distribution import DistributionMutation, DistributionQuery
 from gateway.types.imports import ImportsQuery
 from gateway.types.lead_settings import LeadSettingsMutation, LeadSettingsQuery
@@ -38,6 +39,7 @@ class Query(
     DistributionQuery,
     StatsQuery,
     ScoringQuery,
+    ConversionQuery,
 ):
     pass
 
@@ -51,6 +53,7 @@ class Mutation(
     RosterMutation,
     DistributionMutation,
     ScoringMutation,
+    ConversionMutation,
 ):
     pass
 

@@ -133,6 +133,8 @@ class LeadQuery:
     created_after: datetime | None = None
     created_before: datetime | None = None
     q: str | None = None
+    grade: Sequence[str] | None = None
+    temperature: Sequence[str] | None = None
     sort: str = "-created_at"
 
     def params(self) -> dict[str, QueryValue]:
@@ -141,6 +143,10 @@ class LeadQuery:
             params["status"] = list(self.status)
         if self.unassigned:
             params["unassigned"] = True
+        if self.grade:
+            params["grade"] = list(self.grade)
+        if self.temperature:
+            params["temperature"] = list(self.temperature)
         texts = (("owner_id", self.owner_id), ("source_id", self.source_id), ("channel", self.channel),
                  ("tag", self.tag), ("q", self.q))
         for name, text in texts:

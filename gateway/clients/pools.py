@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from gateway.clients.base import Caller, open_pool
+from gateway.clients.conversion import ConversionClient
 from gateway.clients.distribution import AssignmentRulesClient
 from gateway.clients.imports import ImportsClient
 from gateway.clients.leads import LeadsClient
@@ -28,6 +29,7 @@ class Clients:
     leads: LeadsClient
     qualification: QualificationClient
     scoring: ScoringClient
+    conversion: ConversionClient
     sources: SourcesClient
     imports: ImportsClient
     members: MembersClient
@@ -54,12 +56,13 @@ class UpstreamPools:
         )
 
     def bind(self, caller: Caller) -> Clients:
-        # Qualification, scoring, sources, imports, the roster and distribution are the leads service's too: their
-        # clients share its pool.
+        # Qualification, scoring (the rules and the learned model), sources, imports, the roster and distribution
+        # are the leads service's too: their clients share its pool.
         return Clients(
             leads=LeadsClient(self.leads, caller),
             qualification=QualificationClient(self.leads, caller),
             scoring=ScoringClient(self.leads, caller),
+            conversion=ConversionClient(self.leads, caller),
             sources=SourcesClient(self.leads, caller),
             imports=ImportsClient(self.leads, caller),
             members=MembersClient(self.leads, caller),

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from gateway.clients.base import Record, ServiceClient, if_match
+from gateway.clients.base import QueryValue, Record, ServiceClient, idempotency, if_match
 
 
 class FitRuleRecord(Record):
@@ -37,6 +37,27 @@ class TemperatureRecord(Record):
     warm: int
 
 
+class RescoreJobRecord(Record):
+    """A background rescoring of the workspace's leads and its progress."""
+
+    id: uuid.UUID
+    reason: str
+    state: str
+    model_version: int
+    total: int
+    done: int
+    changed: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    created_by: uuid.UUID | None = None
+
+
+class RescoreJobPage(Record):
+    items: list[RescoreJobRecord]
+    next_cursor: str | None = None
+
+
 class ScoringModelRecord(Record):
     """The workspace's model as the leads service returns it (`ScoringModelOut`); version 0 is the default."""
 
@@ -46,6 +67,7 @@ class ScoringModelRecord(Record):
     grades: GradesRecord
     temperature: TemperatureRecord
     version: int
+    rescore: RescoreJobRecord | None = None
 
 
 class FitLineRecord(Record):
@@ -62,6 +84,26 @@ class EngagementLineRecord(Record):
     decayed_points: float
 
 
+class StoredScoreRecord(Record):
+    score: int
+    grade: str
+    temperature: str
+    model_version: int
+    computed_at: datetime
+
+
+class FactorRecord(Record):
+    feature: str
+    label: str
+    contribution: float
+
+
+class ConversionRecord(Record):
+    probability: float
+    model_id: uuid.UUID
+    factors: list[FactorRecord] = []
+
+
 class ScoreRecord(Record):
     """A lead's score as the leads service returns it (`ScoreOut`)."""
 
@@ -73,6 +115,8 @@ class ScoreRecord(Record):
     engagement: list[EngagementLineRecord]
     model_version: int
     computed_at: datetime
+    stored: StoredScoreRecord | None = None
+    conversion: ConversionRecord | None = None
 
 
 class ScoringClient(ServiceClient):
@@ -88,6 +132,23 @@ class ScoringClient(ServiceClient):
             "PATCH", "/v1/scoring-model", ok=(200,), json=dict(changes), headers=if_match(version)
         )
         return ScoringModelRecord.model_validate_json(response.content)
+
+    async def rescores(self, limit: int, cursor: str | None) -> RescoreJobPage:
+        params: dict[str, QueryValue] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = await self._send("GET", "/v1/scoring-model/rescores", ok=(200,), params=params)
+        return RescoreJobPage.model_validate_json(response.content)
+
+    async def rescore(self, job_id: uuid.UUID) -> RescoreJobRecord:
+        response = await self._send("GET", f"/v1/scoring-model/rescores/{job_id}", ok=(200,))
+        return RescoreJobRecord.model_validate_json(response.content)
+
+    async def start_rescore(self, *, idempotency_key: str | None) -> RescoreJobRecord:
+        response = await self._send(
+            "POST", "/v1/scoring-model/rescores", ok=(202,), headers=idempotency(idempotency_key)
+        )
+        return RescoreJobRecord.model_validate_json(response.content)
 
     async def score(self, lead_id: uuid.UUID) -> ScoreRecord:
         response = await self._send("GET", f"/v1/leads/{lead_id}/score", ok=(200,))

@@ -32,6 +32,7 @@ from gateway.types.common import (
 )
 from gateway.types.leads import IDEMPOTENCY_KEY, Channel
 from gateway.types.roster import Member, Team
+from gateway.types.scoring import ScoreGrade
 
 DEFAULT_FIRST = 20
 
@@ -41,10 +42,14 @@ VERSION = "The rule's `version` you read: the change applies only if nobody chan
 # ---- enums ------------------------------------------------------------------------------------------------
 
 
-@strawberry.enum(description="Which leads a rule distributes: NEW leads to work (hunters), QUALIFIED ones (closers).")
+@strawberry.enum(
+    description="Which leads a rule distributes: NEW leads to work (hunters), QUALIFIED ones (closers), and CLIENT: "
+    "leads whose deal was won, to a farmer."
+)
 class AssignmentStage(Enum):
     NEW = "new"
     QUALIFIED = "qualified"
+    CLIENT = "client"
 
 
 @strawberry.enum(
@@ -95,7 +100,10 @@ class AssignmentConditions:
     )
     territory_ids: list[strawberry.ID] | None = strawberry.field(description="One of these territories covers it.")
     products: list[str] | None = strawberry.field(
-        description="QUALIFIED rules only: its qualification names any of these products."
+        description="QUALIFIED and CLIENT rules only: its qualification names any of these products."
+    )
+    grades: list[ScoreGrade] | None = strawberry.field(
+        description="Its grade by the workspace's scoring model, computed when the rule is tried, is one of them."
     )
 
     @classmethod
@@ -112,6 +120,7 @@ class AssignmentConditions:
             countries=conditions.get("countries"),
             territory_ids=ids("territory_ids"),
             products=conditions.get("products"),
+            grades=[ScoreGrade(g) for g in grades] if (grades := conditions.get("grades")) is not None else None,
         )
 
 
@@ -150,7 +159,8 @@ class AssignmentRule:
     conditions: AssignmentConditions
     method: AssignmentMethod
     team_id: strawberry.ID | None = strawberry.field(
-        description="The pool: the team's members whose role fits the stage (hunters for NEW, closers for QUALIFIED)."
+        description="The pool: the team's members whose role fits the stage (hunters for NEW, closers for QUALIFIED, "
+        "farmers for CLIENT)."
     )
     member_ids: list[strawberry.ID] | None = strawberry.field(
         description="Or the pool as these members, in this order; null when the pool is a team."
@@ -281,8 +291,9 @@ class AssignmentConditionsInput:
     countries: list[str] | None = strawberry.field(default=None, description="ISO 3166-1 alpha-2 codes, up to 100.")
     territory_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Up to 100.")
     products: list[str] | None = strawberry.field(
-        default=None, description="Product codes, up to 100; QUALIFIED rules only."
+        default=None, description="Product codes, up to 100; QUALIFIED and CLIENT rules only."
     )
+    grades: list[ScoreGrade] | None = strawberry.field(default=None, description="A to D.")
 
     def as_json(self) -> dict[str, Any]:
         return given(
@@ -293,6 +304,7 @@ class AssignmentConditionsInput:
                 "countries": self.countries,
                 "territory_ids": self.territory_ids,
                 "products": self.products,
+                "grades": [grade.value for grade in self.grades] if self.grades is not None else None,
             }
         )
 

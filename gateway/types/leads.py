@@ -30,6 +30,7 @@ from gateway.types.common import (
     sent,
     user_errors,
 )
+from gateway.types.scoring import ScoreGrade, ScoreTemperature
 
 if TYPE_CHECKING:
     from gateway.types.distribution import Assignment
@@ -499,6 +500,12 @@ class LeadFilter:
     search: str | None = strawberry.field(
         default=None, description="Part of the name, email, phone or company; at least 3 characters."
     )
+    grade: list[ScoreGrade] | None = strawberry.field(
+        default=None, description="Any of these stored grades; a lead not scored yet matches none."
+    )
+    temperature: list[ScoreTemperature] | None = strawberry.field(
+        default=None, description="Any of these stored temperatures."
+    )
 
     def query(self, sort: LeadSort) -> LeadQuery:
         return LeadQuery(
@@ -511,6 +518,8 @@ class LeadFilter:
             created_after=self.created_after,
             created_before=self.created_before,
             q=self.search,
+            grade=[g.value for g in self.grade] if self.grade else None,
+            temperature=[t.value for t in self.temperature] if self.temperature else None,
             sort=sort.value,
         )
 
@@ -526,6 +535,8 @@ LEADS_ARGUMENTS = {
     "created_after": "filter.createdAfter",
     "created_before": "filter.createdBefore",
     "q": "filter.search",
+    "grade": "filter.grade",
+    "temperature": "filter.temperature",
     "sort": "sort",
 }
 

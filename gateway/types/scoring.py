@@ -7,6 +7,8 @@ read; the gateway passes the model the client sent and turns the service's refus
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -18,11 +20,15 @@ from gateway.clients.base import UpstreamRejected
 from gateway.clients.scoring import (
     EngagementRuleRecord,
     FitRuleRecord,
+    RescoreJobRecord,
     ScoreRecord,
     ScoringModelRecord,
 )
 from gateway.context import Info
-from gateway.types.common import UserError, sent, user_errors
+from gateway.pagination import MAX_FIRST, window
+from gateway.types.common import PageInfo, UserError, parse_uuid, refuse_query, sent, user_errors
+
+DEFAULT_FIRST = 20
 
 
 @strawberry.enum(description="A lead's grade by the model's `grades`: A is the best fit and engagement, D the least.")
@@ -76,6 +82,29 @@ class EngagementPoints:
     decayed_points: float = strawberry.field(description="What they count now, halved every half-life (2 places).")
 
 
+@strawberry.type(description="The score as last stored: what grade filters and assignment rules read.")
+class StoredScore:
+    score: int
+    grade: ScoreGrade
+    temperature: ScoreTemperature
+    model_version: int
+    computed_at: datetime = strawberry.field(description="When it was stored; engagement has decayed since.")
+
+
+@strawberry.type(description="A feature of the lead and its share of the log-odds (positive raises the probability).")
+class ConversionFactor:
+    feature: str = strawberry.field(description='e.g. "channel=referral".')
+    label: str = strawberry.field(description="The feature in words.")
+    contribution: float
+
+
+@strawberry.type(description="The learned probability that the lead becomes a won deal, and why.")
+class ConversionProbability:
+    probability: float = strawberry.field(description="0 to 1.")
+    model_id: uuid.UUID = strawberry.field(description="The `conversionModel` that gave it.")
+    factors: list[ConversionFactor] = strawberry.field(description="The features that weigh most for this lead.")
+
+
 @strawberry.type(description="A lead's score by the workspace's scoring model, computed when read.")
 class LeadScore:
     score: int = strawberry.field(description="0-100: fit points plus decayed engagement points, clamped.")
@@ -85,9 +114,16 @@ class LeadScore:
     engagement: list[EngagementPoints] = strawberry.field(description="One line per touch and rule that counted.")
     model_version: int = strawberry.field(description="The `version` of the model used; 0: the default.")
     computed_at: datetime
+    stored: StoredScore | None = strawberry.field(
+        description="The score as stored (for filters and rules); null until the lead is first scored."
+    )
+    conversion: ConversionProbability | None = strawberry.field(
+        description="The learned probability of conversion; null while the workspace has no usable model."
+    )
 
     @classmethod
     def from_record(cls, record: ScoreRecord) -> LeadScore:
+        stored, conversion = record.stored, record.conversion
         return cls(
             score=record.score,
             grade=ScoreGrade(record.grade),
@@ -105,7 +141,82 @@ class LeadScore:
             ],
             model_version=record.model_version,
             computed_at=record.computed_at,
+            stored=(
+                StoredScore(
+                    score=stored.score, grade=ScoreGrade(stored.grade),
+                    temperature=ScoreTemperature(stored.temperature), model_version=stored.model_version,
+                    computed_at=stored.computed_at,
+                )
+                if stored is not None
+                else None
+            ),
+            conversion=(
+                ConversionProbability(
+                    probability=conversion.probability, model_id=conversion.model_id,
+                    factors=[
+                        ConversionFactor(feature=f.feature, label=f.label, contribution=f.contribution)
+                        for f in conversion.factors
+                    ],
+                )
+                if conversion is not None
+                else None
+            ),
         )
+
+
+# ---- rescoring --------------------------------------------------------------------------------------------
+
+
+@strawberry.enum(description="Why the workspace's leads are being scored again.")
+class RescoreReason(Enum):
+    MODEL_CHANGED = "model_changed"
+    CONVERSION_MODEL_TRAINED = "conversion_model_trained"
+    NIGHTLY = "nightly"
+    REQUESTED = "requested"
+
+
+@strawberry.enum(description="RUNNING, DONE, SUPERSEDED (a newer rescoring took over) or FAILED.")
+class RescoreState(Enum):
+    RUNNING = "running"
+    DONE = "done"
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+
+
+@strawberry.type(description="A background rescoring of every lead of the workspace, with its progress.")
+class RescoreJob:
+    id: uuid.UUID
+    reason: RescoreReason
+    state: RescoreState
+    model_version: int = strawberry.field(description="The scoring model's version it scores by.")
+    total: int = strawberry.field(description="Leads to score, counted when it started.")
+    done: int
+    changed: int = strawberry.field(description="Leads whose grade moved (each announced with lead.scored).")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    created_by: uuid.UUID | None = strawberry.field(description="Who started it; null: a model change or the clock.")
+
+    @classmethod
+    def from_record(cls, record: RescoreJobRecord) -> RescoreJob:
+        return cls(
+            id=record.id, reason=RescoreReason(record.reason), state=RescoreState(record.state),
+            model_version=record.model_version, total=record.total, done=record.done, changed=record.changed,
+            created_at=record.created_at, updated_at=record.updated_at, finished_at=record.finished_at,
+            created_by=record.created_by,
+        )
+
+
+@strawberry.type
+class RescoreJobEdge:
+    cursor: str
+    node: RescoreJob
+
+
+@strawberry.type
+class RescoreJobConnection:
+    edges: list[RescoreJobEdge]
+    page_info: PageInfo
 
 
 # ---- the model --------------------------------------------------------------------------------------------
@@ -170,6 +281,9 @@ class ScoringModel:
     version: int = strawberry.field(
         description="0: the default model, nothing saved yet. Pass it back as `version` to `updateScoringModel`."
     )
+    rescore: RescoreJob | None = strawberry.field(
+        description="The latest rescoring of the workspace's leads (a change to the model starts one); null: none yet."
+    )
 
     @classmethod
     def from_record(cls, record: ScoringModelRecord) -> ScoringModel:
@@ -180,6 +294,7 @@ class ScoringModel:
             grades=GradeThresholds(a=record.grades.a, b=record.grades.b, c=record.grades.c),
             temperature=TemperatureThresholds(hot=record.temperature.hot, warm=record.temperature.warm),
             version=record.version,
+            rescore=RescoreJob.from_record(record.rescore) if record.rescore is not None else None,
         )
 
 
@@ -276,6 +391,17 @@ def _changes(input: UpdateScoringModelInput) -> dict[str, Any]:
     )
 
 
+@strawberry.input
+class StartRescoreInput:
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe.")
+
+
+@strawberry.type
+class StartRescorePayload:
+    rescore: RescoreJob | None = strawberry.field(description="The rescoring started; null on userErrors.")
+    user_errors: list[UserError]
+
+
 # ---- resolvers --------------------------------------------------------------------------------------------
 
 
@@ -291,10 +417,58 @@ async def update_scoring_model(info: Info, input: UpdateScoringModelInput) -> Up
     return UpdateScoringModelPayload(scoring_model=ScoringModel.from_record(record), user_errors=[])
 
 
+async def resolve_rescore_jobs(
+    info: Info, first: int | None = DEFAULT_FIRST, after: str | None = None
+) -> RescoreJobConnection:
+    client = info.context.clients.scoring
+
+    async def fetch(limit: int, cursor: str | None) -> tuple[Sequence[RescoreJobRecord], str | None]:
+        try:
+            page = await client.rescores(limit, cursor)
+        except UpstreamRejected as rejected:
+            refuse_query(rejected)
+        return page.items, page.next_cursor
+
+    result = await window(fetch, first=DEFAULT_FIRST if first is None else first, after=after)
+    return RescoreJobConnection(
+        edges=[RescoreJobEdge(cursor=cursor, node=RescoreJob.from_record(record)) for cursor, record in result.edges],
+        page_info=PageInfo(has_next_page=result.has_next_page, end_cursor=result.end_cursor),
+    )
+
+
+async def resolve_rescore_job(info: Info, id: strawberry.ID) -> RescoreJob | None:
+    job_id = parse_uuid(id)
+    if job_id is None:
+        return None
+    try:
+        record = await info.context.clients.scoring.rescore(job_id)
+    except UpstreamRejected as rejected:
+        if rejected.status == 404:
+            return None
+        refuse_query(rejected)
+    return RescoreJob.from_record(record)
+
+
+async def start_rescore(info: Info, input: StartRescoreInput | None = None) -> StartRescorePayload:
+    key = input.idempotency_key if input is not None else None
+    try:
+        record = await info.context.clients.scoring.start_rescore(idempotency_key=key)
+    except UpstreamRejected as rejected:
+        return StartRescorePayload(rescore=None, user_errors=user_errors("input", rejected))
+    return StartRescorePayload(rescore=RescoreJob.from_record(record), user_errors=[])
+
+
 @strawberry.type
 class ScoringQuery:
     scoring_model: ScoringModel | None = strawberry.field(
         resolver=resolve_scoring_model, description="The workspace's scoring model; everyone may read it."
+    )
+    rescore_jobs: RescoreJobConnection | None = strawberry.field(
+        resolver=resolve_rescore_jobs,
+        description=f"The workspace's rescorings, newest first. `first` is at most {MAX_FIRST}.",
+    )
+    rescore_job: RescoreJob | None = strawberry.field(
+        resolver=resolve_rescore_job, description="One rescoring and its progress; null for an unknown id."
     )
 
 
@@ -302,5 +476,10 @@ class ScoringQuery:
 class ScoringMutation:
     update_scoring_model: UpdateScoringModelPayload = strawberry.mutation(
         resolver=update_scoring_model,
-        description="Changes the workspace's scoring rules and thresholds (admins and heads of sales).",
+        description="Changes the workspace's scoring rules and thresholds (admins and heads of sales); the "
+        "workspace's leads are then scored again in the background (`scoringModel.rescore`).",
+    )
+    start_rescore: StartRescorePayload = strawberry.mutation(
+        resolver=start_rescore,
+        description="Scores every lead of the workspace again now, in the background (admins and heads of sales).",
     )

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("database_url")
 ERRORS = "userErrors { field code message }"
 RULE_FIELDS = """
   id name position active stage method teamId memberIds onlyWorkingHours createdAt updatedAt version
-  conditions { channels sourceIds tags countries territoryIds products }
+  conditions { channels sourceIds tags countries territoryIds products grades }
   weights { memberId weight }
 """
 
@@ -136,7 +136,7 @@ async def test_leads_without_an_owner_go_round_the_team_and_say_why(live_gateway
     assert (rule["position"], rule["active"], rule["onlyWorkingHours"], rule["version"]) == (0, True, False, 1)
     assert rule["conditions"] == {
         "channels": ["WEB_FORM"], "sourceIds": None, "tags": ["inbound"], "countries": None, "territoryIds": None,
-        "products": None,
+        "products": None, "grades": None,
     }
     assert rule["weights"] == []
     read = (await live_gateway.graphql(head, RULE, id=rule["id"]))["assignmentRule"]
@@ -306,3 +306,22 @@ async def test_rules_change_at_the_version_read_list_in_evaluation_order_and_are
     assert errors_of(gone) == [(["input", "id"], "NOT_FOUND")]
     assert errors_of(nameless) == [(["input", "id"], "NOT_FOUND")]
     assert (await live_gateway.graphql(head, RULE, id=first["id"])) == {"assignmentRule": None}
+
+
+async def test_a_client_rule_for_farmers_matches_on_grades_and_products(live_gateway, head):
+    team = (await mutate(live_gateway, head, CREATE_TEAM, "createTeam", name="Account management"))["team"]
+    created = await mutate(
+        live_gateway, head, CREATE_RULE, "createAssignmentRule",
+        name="Big clients", stage="CLIENT", method="ROUND_ROBIN", teamId=team["id"],
+        conditions={"grades": ["A", "B"], "products": ["crm"]},
+    )
+    rule = created["assignmentRule"]
+    assert rule["stage"] == "CLIENT"
+    assert (rule["conditions"]["grades"], rule["conditions"]["products"]) == (["A", "B"], ["crm"])
+    assert rule["conditions"]["channels"] is None  # not given: matches any lead
+
+    read = (await live_gateway.graphql(head, RULE, id=rule["id"]))["assignmentRule"]
+    assert read["conditions"] == rule["conditions"]
+    clients = (await live_gateway.graphql(head, RULES, stage="CLIENT"))["assignmentRules"]["edges"]
+    assert [edge["node"]["name"] for edge in clients] == ["Big clients"]
+

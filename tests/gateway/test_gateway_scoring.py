@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.common.auth import Role
-from services.common.testing import token_for
+from services.common.testing import eventually, token_for
 
 pytestmark = pytest.mark.usefixtures("database_url")
 
@@ -165,3 +165,135 @@ async def test_change_on_a_stale_version_is_refused(live_gateway, admin):
 
     assert errors_of(stale) == [(["input", "version"], "STALE_VERSION")]
     assert (await live_gateway.graphql(admin, MODEL))["scoringModel"]["halfLifeDays"] == 7
+
+
+STORED = """
+query Score($id: ID!) {
+  lead(id: $id) {
+    score { grade stored { score grade temperature modelVersion computedAt } conversion { probability } }
+  }
+}
+"""
+
+GRADED = """
+query Graded($grades: [ScoreGrade!]) {
+  leads(filter: {grade: $grades}, first: 50) { edges { node { id } } }
+}
+"""
+
+RESCORES = """
+{
+  scoringModel { version rescore { id reason state modelVersion total done changed finishedAt } }
+  rescoreJobs(first: 10) { edges { node { id reason state } } pageInfo { hasNextPage } }
+}
+"""
+
+START_RESCORE = """
+mutation Start($input: StartRescoreInput) {
+  startRescore(input: $input) { rescore { id reason state createdBy } userErrors { field code message } }
+}
+"""
+
+
+async def test_leads_get_a_stored_grade_and_are_found_by_it_and_a_model_change_rescores_them(live_gateway, admin):
+    async def create(name: str, **fields: Any) -> str:
+        created = await live_gateway.graphql(admin, CREATE, input={"name": name, **fields})
+        assert created["createLead"]["userErrors"] == []
+        lead_id: str = created["createLead"]["lead"]["id"]
+        return lead_id
+
+    acme = await create("Ivan Petrov", company="Acme GmbH")
+    nobody = await create("Olga Ivanova")
+
+    async def stored(lead_id: str) -> dict[str, Any] | None:
+        score = (await live_gateway.graphql(admin, STORED, id=lead_id))["lead"]["score"]
+        assert score["conversion"] is None  # no learned model in a new workspace
+        return score["stored"]  # type: ignore[no-any-return]
+
+    # The default model: company +10, came in through the API +10: grade D for both, stored by the ScoringWorker.
+    first = await eventually(lambda: stored(acme), lambda s: s is not None)
+    assert (first["grade"], first["modelVersion"]) == ("D", 0)
+
+    payload = await update(
+        live_gateway, admin, version=0,
+        fitRules=[{"label": "Has a company", "attribute": "company", "op": "EXISTS", "points": 80}],
+    )
+    assert payload["userErrors"] == []
+
+    async def rescored() -> dict[str, Any]:
+        data: dict[str, Any] = await live_gateway.graphql(admin, RESCORES)
+        return data
+
+    done = await eventually(rescored, lambda d: d["scoringModel"]["rescore"]["state"] == "DONE")
+    job = done["scoringModel"]["rescore"]
+    assert (job["reason"], job["modelVersion"], job["total"], job["done"]) == ("MODEL_CHANGED", 1, 2, 2)
+    assert job["changed"] == 1  # only the lead with a company moved (D -> A)
+    assert [edge["node"]["id"] for edge in done["rescoreJobs"]["edges"]] == [job["id"]]
+    assert (await stored(acme))["grade"] == "A"  # type: ignore[index]
+    assert (await stored(nobody))["grade"] == "D"  # type: ignore[index]
+
+    graded = await live_gateway.graphql(admin, GRADED, grades=["A", "B"])
+    assert [edge["node"]["id"] for edge in graded["leads"]["edges"]] == [acme]
+
+
+async def test_a_rescoring_is_started_by_hand_by_a_head_of_sales_not_a_rep(live_gateway, workspace, admin):
+    rep = token_for(workspace, Role.rep, uuid.uuid4())
+    refused = (await live_gateway.graphql(rep, START_RESCORE))["startRescore"]
+    assert refused["rescore"] is None
+    assert errors_of(refused) == [(["input"], "FORBIDDEN")]
+
+    started = (await live_gateway.graphql(admin, START_RESCORE, input={"idempotencyKey": "rescore-1"}))["startRescore"]
+    assert started["userErrors"] == []
+    assert started["rescore"]["reason"] == "REQUESTED"
+    again = (await live_gateway.graphql(admin, START_RESCORE, input={"idempotencyKey": "rescore-1"}))["startRescore"]
+    assert again["rescore"]["id"] == started["rescore"]["id"]  # a retry, not a second rescoring
+
+
+CONVERSION = """
+{
+  conversionModel {
+    id state reason examples positives auc brier trainedAt
+    calibration { from to predicted observed count }
+    topFeatures { feature label weight }
+    minimum { examples perClass }
+    pendingRetrain { requestedAt dueAt requestedBy }
+  }
+}
+"""
+
+RETRAIN = """
+mutation Retrain($input: RetrainConversionModelInput) {
+  retrainConversionModel(input: $input) {
+    pendingRetrain { requestedAt dueAt requestedBy }
+    userErrors { field code message }
+  }
+}
+"""
+
+
+async def test_the_conversion_model_says_it_is_untrained_and_a_retrain_is_queued_for_admins_only(
+    live_gateway, workspace, admin
+):
+    model = (await live_gateway.graphql(admin, CONVERSION))["conversionModel"]
+    assert (model["id"], model["state"], model["auc"]) == (None, "UNTRAINED", None)
+    assert model["minimum"] == {"examples": 100, "perClass": 20}
+    assert model["pendingRetrain"] is None
+
+    rep = token_for(workspace, Role.rep, uuid.uuid4())
+    refused = (await live_gateway.graphql(rep, RETRAIN))["retrainConversionModel"]
+    assert errors_of(refused) == [(["input"], "FORBIDDEN")]
+
+    queued = (await live_gateway.graphql(admin, RETRAIN, input={"idempotencyKey": "retrain-1"}))
+    request = queued["retrainConversionModel"]
+    assert request["userErrors"] == []
+    assert request["pendingRetrain"]["requestedBy"] is not None  # asked by a person: due now, not at night
+
+    # The trainer in the leads process takes it: with no history at all, the model says there is too little.
+    trained = await eventually(
+        lambda: live_gateway.graphql(admin, CONVERSION),
+        lambda d: d["conversionModel"]["state"] != "UNTRAINED",
+    )
+    model = trained["conversionModel"]
+    assert (model["state"], model["examples"], model["pendingRetrain"]) == ("INSUFFICIENT_HISTORY", 0, None)
+    assert model["calibration"] == []
+    assert model["topFeatures"] == []
