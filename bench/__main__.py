@@ -1,5 +1,5 @@
 """`python -m bench [--quick] [--only NAME]` (leads, latency, outbox, batch, webhook, search, import,
-distribution): start PostgreSQL and the services, measure, stop.
+distribution, rescoring): start PostgreSQL and the services, measure, stop.
 
 Each benchmark gets a fresh database cloned from a migrated template, starts the processes it needs and stops
 them when done; PostgreSQL is stopped at the end if the bench started it. Results go to bench/results/.
@@ -24,6 +24,7 @@ from bench import (
     leads_write,
     outbox_throughput,
     report,
+    rescoring,
     webhook_ingest,
 )
 from bench.machine import code_state, machine_info
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "search": lead_search.run,
     "import": import_csv.run,
     "distribution": distribution.run,
+    "rescoring": rescoring.run,
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-BENCHMARKS = ("leads", "latency", "outbox", "batch", "webhook", "search", "import", "distribution")
+BENCHMARKS = ("leads", "latency", "outbox", "batch", "webhook", "search", "import", "distribution", "rescoring")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -18,7 +18,7 @@ BUSY_MACHINE_CORES = 0.2
 FILES = {
     "leads": "leads_write.json", "latency": "event_latency.json", "outbox": "outbox_throughput.json",
     "batch": "batch_ingest.json", "webhook": "webhook_ingest.json", "search": "lead_search.json",
-    "import": "import_csv.json", "distribution": "distribution.json",
+    "import": "import_csv.json", "distribution": "distribution.json", "rescoring": "rescoring.json",
 }
 
 
@@ -732,11 +732,16 @@ def _targets_section(results: dict[str, dict[str, Any] | None]) -> list[str]:
     distributed = results.get("distribution")
     if distributed:
         t = distributed["targets"]["added_p99_ms"]
-        rows.append(["distribution's cost: `POST /v1/leads` at 1,000/s, round robin vs no rules",
+        rows.append(["scoring and distribution's cost: `POST /v1/leads` at 1,000/s, all workers vs none",
                      f"p99 + < {t['target']:g} ms, exactly even", f"p99 {t['reached']:+.1f} ms, "
                      + ("even" if distributed["round_robin_even"] else "uneven"),
                      t["reached"] < t["target"] and distributed["round_robin_even"]
                      and not distributed["left_unassigned"], distributed])
+    rescored = results.get("rescoring")
+    if rescored:
+        t = rescored["targets"]["seconds_for_the_model_change"]
+        rows.append(["rescoring 1,000,000 leads after a model change", f"< {t['target']:g} s",
+                     f"{_n(t['reached'])} s", t["met"], rescored])
     if not rows:
         return []
     table = [[what, target, reached, _verdict(met) + (" (quick run)" if result.get("quick") else "")]
@@ -783,6 +788,11 @@ def write_summary(results_dir: Path) -> Path:
 
         body = distribution.section(results["distribution"])
         lines += [f"## 9. {body[0].removeprefix('## ')}", "", _measured(results["distribution"]), *body[1:]]
+    if results["rescoring"]:
+        from bench import rescoring
+
+        body = rescoring.section(results["rescoring"])
+        lines += [f"## 10. {body[0].removeprefix('## ')}", "", _measured(results["rescoring"]), *body[1:]]
     limits = _limits_section(leads, latency, outbox)
     lines += [*limits[:-1], *_new_limits(batch, webhook, search), ""]
     path = results_dir / "summary.md"

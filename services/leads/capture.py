@@ -165,8 +165,8 @@ async def capture(
             results.append(Captured("merged", row))
             events.append(_merged_event(row, item, via, filled.get(i, []), principal.user_id, now))
     await publish_many(conn, SCHEMA, events)
-    # A new lead needs its first stored score, a merged one a new score (a touch, maybe new fields).
-    await score_store.enqueue(conn, workspace, list(rows))
+    # A lead a repeat merged into needs a new score (a touch, maybe new fields); new ones were queued as inserted.
+    await score_store.enqueue(conn, workspace, list(merged_rows))
     return results
 
 
@@ -246,10 +246,15 @@ async def _insert_leads(
         for i, lead_id in creating.items()
     ]
     events = [_created_event(row, principal, via, now) for row in rows]
-    # One statement: the leads, their touches, their lead.created events and the dispatchers' wake-up.
+    # One statement: the leads, their touches, their lead.created events, their places in the score queue and the
+    # dispatchers' wake-up.
     inserted = await conn.fetch(
         f"""
-        WITH touches AS ({_INSERT_TOUCHES}), events AS ({events_insert(SCHEMA, 7)}), added AS (
+        WITH touches AS ({_INSERT_TOUCHES}), events AS ({events_insert(SCHEMA, 7)}), queued AS (
+            INSERT INTO {SCHEMA}.score_queue (workspace_id, lead_id)
+            SELECT $1, id FROM jsonb_to_recordset($6::jsonb) AS q(id uuid) ORDER BY id
+            ON CONFLICT DO NOTHING
+        ), added AS (
             INSERT INTO {SCHEMA}.leads (
                 workspace_id, id, name, email, phone, company, position, notes, tags, custom, source, source_id,
                 channel, utm, owner_id, assignment_state, created_by, created_at, updated_at, status_changed_at
@@ -275,6 +280,8 @@ async def _insert_leads(
         """,
         principal.workspace_id, via.value, now, touches, principal.user_id, rows, event_rows(events),
     )
+    # Their first stored score: the ScoringWorker takes them once this commits.
+    await notify(conn, score_store.CHANNEL)
     if any(r["assignment_state"] == "pending" for r in inserted):
         # Nobody owns some of them and rules may: the AssignmentWorker distributes them once this commits.
         await notify(conn, assignment_queue.CHANNEL)
