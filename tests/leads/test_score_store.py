@@ -121,6 +121,19 @@ async def test_edits_rescore_the_lead_and_only_a_moved_grade_is_announced(admin,
     assert [(e["previous_grade"], e["grade"]) for e in events] == [(None, "D"), ("D", "C")]
 
 
+async def test_a_rule_on_the_country_reads_it_from_the_phone_number_in_the_stored_score(admin, leads_db):
+    response = await admin.patch("/v1/scoring-model", json={"fit_rules": [
+        {"label": "DACH", "attribute": "country", "op": "in", "value": ["DE", "AT", "CH"], "points": 80},
+    ]})
+    assert response.status_code == 200, response.text
+    german = await take_in(admin, phone="+49 30 901820")
+    russian = await take_in(admin, phone="+7 916 123-45-67")
+    await ScoringWorker(leads_db).drain()
+
+    assert (await score_of(admin, german["id"]))["stored"]["grade"] == "A"  # 80 + 10 for the API touch
+    assert (await score_of(admin, russian["id"]))["stored"]["grade"] == "D"
+
+
 async def test_saving_a_confirmed_budget_rescores_the_lead(admin, leads_db, admin_db):
     lead = await take_in(admin, company="Acme", position="CTO")
     await ScoringWorker(leads_db).drain()
