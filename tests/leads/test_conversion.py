@@ -9,7 +9,6 @@ import math
 import random
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.auth import Role
-from services.common.db import Database, service_dsn
 from services.common.settings import get_settings
 from services.common.signing import DeliverySigner
 from services.common.testing import eventually, token_for
@@ -233,28 +231,6 @@ def test_leads_with_nothing_to_learn_from_give_no_signal():
 
 
 # ---- over HTTP, with the service's real inbox -------------------------------------------------------------
-
-
-@pytest.fixture
-def no_background_workers(monkeypatch):
-    """The service leaves training to the ConversionTrainers a test runs itself (`.drain()`)."""
-    monkeypatch.setenv("VORONKA_WORKERS_ENABLED", "false")
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def leads_db(database_url) -> AsyncIterator[Database]:
-    db = Database(service_dsn(get_settings(), "leads"), schema="leads")
-    await db.connect()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def admin(no_background_workers, stack, workspace) -> AsyncIterator[httpx.AsyncClient]:
-    await stack.start("leads")
-    async with stack.client("leads", token_for(workspace, Role.admin)) as client:
-        yield client
 
 
 def deal_event(

@@ -8,7 +8,6 @@ import json
 import uuid
 import zoneinfo
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -23,30 +22,6 @@ from services.leads.assignment_worker import AssignmentWorker
 pytestmark = pytest.mark.usefixtures("database_url")
 
 ALL_WEEK = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-
-
-@pytest.fixture
-def no_background_workers(monkeypatch):
-    """The service leaves distribution to the AssignmentWorkers a test runs itself (`.drain()`)."""
-    monkeypatch.setenv("VORONKA_WORKERS_ENABLED", "false")
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def leads_db(database_url) -> AsyncIterator[Database]:
-    db = Database(service_dsn(get_settings(), "leads"), schema="leads")
-    await db.connect()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def admin(no_background_workers, stack, workspace) -> AsyncIterator[httpx.AsyncClient]:
-    await stack.start("leads")
-    user_id = uuid.uuid4()
-    async with stack.client("leads", token_for(workspace, Role.admin, user_id)) as client:
-        client.user_id = user_id
-        yield client
 
 
 async def drain(db: Database) -> int:

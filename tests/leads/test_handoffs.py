@@ -13,12 +13,10 @@ import httpx
 import orjson
 import pytest
 
-from services.common.auth import Role
-from services.common.db import Database, service_dsn
+from services.common.db import Database
 from services.common.outbox import cloud_event
 from services.common.settings import get_settings
 from services.common.signing import DeliverySigner
-from services.common.testing import token_for
 from services.contracts import DealWonV1, TaskOverdueV1
 from services.leads.assignment_worker import AssignmentWorker
 
@@ -26,27 +24,6 @@ pytestmark = pytest.mark.usefixtures("database_url")
 
 ALL_WEEK = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 ANSWERS = {"budget": {"amount": "100", "currency": "EUR"}, "need": "Calls"}
-
-
-@pytest.fixture
-def no_background_workers(monkeypatch):
-    monkeypatch.setenv("VORONKA_WORKERS_ENABLED", "false")
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def leads_db(database_url) -> AsyncIterator[Database]:
-    db = Database(service_dsn(get_settings(), "leads"), schema="leads")
-    await db.connect()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def admin(no_background_workers, stack, workspace) -> AsyncIterator[httpx.AsyncClient]:
-    await stack.start("leads")
-    async with stack.client("leads", token_for(workspace, Role.admin)) as client:
-        yield client
 
 
 @pytest.fixture

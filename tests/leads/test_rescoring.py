@@ -7,15 +7,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from services.common.auth import Role
-from services.common.db import Database, service_dsn
-from services.common.settings import get_settings
+from services.common.db import Database
 from services.common.testing import token_for
 from services.leads import rescore_worker, rescoring, score_store
 from services.leads.rescore_worker import RescoreWorker
@@ -24,30 +22,6 @@ from services.leads.scoring_worker import ScoringWorker
 pytestmark = pytest.mark.usefixtures("database_url")
 
 MOVE_COMPANIES_TO_C = {"grades": {"a": 75, "b": 50, "c": 15}}
-
-
-@pytest.fixture
-def no_background_workers(monkeypatch):
-    """The service leaves scoring to the workers a test runs itself (`.drain()`)."""
-    monkeypatch.setenv("VORONKA_WORKERS_ENABLED", "false")
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def leads_db(database_url) -> AsyncIterator[Database]:
-    db = Database(service_dsn(get_settings(), "leads"), schema="leads")
-    await db.connect()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def admin(no_background_workers, stack, workspace) -> AsyncIterator[httpx.AsyncClient]:
-    await stack.start("leads")
-    user_id = uuid.uuid4()
-    async with stack.client("leads", token_for(workspace, Role.admin, user_id)) as client:
-        client.user_id = user_id
-        yield client
 
 
 @pytest.fixture

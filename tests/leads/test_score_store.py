@@ -9,43 +9,18 @@ import json
 import math
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from services.common.auth import Role
 from services.common.db import Database, service_dsn
 from services.common.ids import new_id
 from services.common.settings import get_settings
-from services.common.testing import token_for
 from services.leads import score_store
 from services.leads.rescore_worker import RescoreWorker
 from services.leads.scoring_worker import ScoringWorker
 
 pytestmark = pytest.mark.usefixtures("database_url")
-
-
-@pytest.fixture
-def no_background_workers(monkeypatch):
-    """The service leaves scoring to the workers a test runs itself (`.drain()`)."""
-    monkeypatch.setenv("VORONKA_WORKERS_ENABLED", "false")
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def leads_db(database_url) -> AsyncIterator[Database]:
-    db = Database(service_dsn(get_settings(), "leads"), schema="leads")
-    await db.connect()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def admin(no_background_workers, stack, workspace) -> AsyncIterator[httpx.AsyncClient]:
-    await stack.start("leads")
-    async with stack.client("leads", token_for(workspace, Role.admin, uuid.uuid4())) as client:
-        yield client
 
 
 async def take_in(client: httpx.AsyncClient, **fields) -> dict:
