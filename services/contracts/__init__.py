@@ -1,7 +1,16 @@
 """The published language: event envelope, versioned payloads and the routing catalogue."""
 
 from services.contracts.catalogue import PAYLOADS, SUBSCRIPTIONS, produced_by, subscribers_of
-from services.contracts.deals import DealLostV1, DealWonV1
+from services.contracts.deals import (
+    DealLostV1,
+    DealWonV1,
+    PipelineCreatedV1,
+    PipelineDeletedV1,
+    PipelineUpdatedV1,
+    PlaybookStepV1,
+    PlaybookUpdatedV1,
+    StageV1,
+)
 from services.contracts.envelope import CloudEvent, event_name, event_type
 from services.contracts.leads import (
     LeadAssignedV1,
@@ -30,7 +39,13 @@ __all__ = [
     "LeadScoredV1",
     "LeadStatusChangedV1",
     "LeadUpdatedV1",
+    "PipelineCreatedV1",
+    "PipelineDeletedV1",
+    "PipelineUpdatedV1",
+    "PlaybookStepV1",
+    "PlaybookUpdatedV1",
     "QualificationV1",
+    "StageV1",
     "TaskOverdueV1",
     "event_name",
     "event_type",

@@ -6,7 +6,14 @@ in one place. docs/architecture.md mirrors it for humans.
 
 from __future__ import annotations
 
-from services.contracts.deals import DealLostV1, DealWonV1
+from services.contracts.deals import (
+    DealLostV1,
+    DealWonV1,
+    PipelineCreatedV1,
+    PipelineDeletedV1,
+    PipelineUpdatedV1,
+    PlaybookUpdatedV1,
+)
 from services.contracts.leads import (
     LeadAssignedV1,
     LeadCreatedV1,
@@ -29,7 +36,8 @@ from services.contracts.tasks import TaskOverdueV1
 PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (
     LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1, LeadQualifiedV1, LeadAssignedV1,
     LeadScoredV1, MemberCreatedV1, MemberUpdatedV1, TeamCreatedV1, TeamUpdatedV1, TeamDeletedV1,
-    DealWonV1, DealLostV1, TaskOverdueV1,
+    DealWonV1, DealLostV1, PipelineCreatedV1, PipelineUpdatedV1, PipelineDeletedV1, PlaybookUpdatedV1,
+    TaskOverdueV1,
 )}
 
 # consumer service -> the event names it subscribes to
