@@ -19,6 +19,7 @@ from gateway.types.distribution import DistributionMutation, DistributionQuery
 from gateway.types.imports import ImportsQuery
 from gateway.types.lead_settings import LeadSettingsMutation, LeadSettingsQuery
 from gateway.types.leads import LeadsMutation, LeadsQuery
+from gateway.types.pipelines import PipelinesQuery
 from gateway.types.qualification import QualificationMutation
 from gateway.types.roster import RosterMutation, RosterQuery
 from gateway.types.scoring import ScoringMutation, ScoringQuery
@@ -40,6 +41,7 @@ class Query(
     StatsQuery,
     ScoringQuery,
     ConversionQuery,
+    PipelinesQuery,
 ):
     pass
 

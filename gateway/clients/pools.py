@@ -14,6 +14,7 @@ from gateway.clients.conversion import ConversionClient
 from gateway.clients.distribution import AssignmentRulesClient
 from gateway.clients.imports import ImportsClient
 from gateway.clients.leads import LeadsClient
+from gateway.clients.pipelines import PipelinesClient
 from gateway.clients.qualification import QualificationClient
 from gateway.clients.reporting import ReportingClient
 from gateway.clients.roster import MembersClient, TeamsClient, TerritoriesClient
@@ -36,12 +37,14 @@ class Clients:
     teams: TeamsClient
     territories: TerritoriesClient
     assignment_rules: AssignmentRulesClient
+    pipelines: PipelinesClient
     reporting: ReportingClient
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamPools:
     leads: httpx.AsyncClient
+    deals: httpx.AsyncClient
     reporting: httpx.AsyncClient
 
     @classmethod
@@ -52,6 +55,7 @@ class UpstreamPools:
         transports = transports or {}
         return cls(
             leads=open_pool(settings.leads_url, transports.get("leads")),
+            deals=open_pool(settings.deals_url, transports.get("deals")),
             reporting=open_pool(settings.reporting_url, transports.get("reporting")),
         )
 
@@ -69,9 +73,10 @@ class UpstreamPools:
             teams=TeamsClient(self.leads, caller),
             territories=TerritoriesClient(self.leads, caller),
             assignment_rules=AssignmentRulesClient(self.leads, caller),
+            pipelines=PipelinesClient(self.deals, caller),
             reporting=ReportingClient(self.reporting, caller),
         )
 
     async def aclose(self) -> None:
-        for pool in (self.leads, self.reporting):
+        for pool in (self.leads, self.deals, self.reporting):
             await pool.aclose()

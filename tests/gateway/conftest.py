@@ -279,3 +279,14 @@ async def live_gateway(stack: Any, restore_logging: None) -> AsyncIterator[LiveG
         transport=httpx.ASGITransport(app=app), base_url="http://gateway", timeout=10
     ) as client:
         yield LiveGateway(client=client, leads_url=stack.url("leads"))
+
+
+@pytest.fixture
+async def live_gateway_with_deals(stack: Any, restore_logging: None) -> AsyncIterator[LiveGateway]:
+    """The same, with the real deals service too (pipelines, deals)."""
+    await stack.start("leads", "deals")
+    app = create_app(get_settings())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway", timeout=10
+    ) as client:
+        yield LiveGateway(client=client, leads_url=stack.url("leads"))
