@@ -2,8 +2,13 @@
 
 from services.contracts.catalogue import PAYLOADS, SUBSCRIPTIONS, produced_by, subscribers_of
 from services.contracts.deals import (
+    ContactV1,
+    DealCreatedV1,
     DealLostV1,
+    DealSnapshot,
+    DealUpdatedV1,
     DealWonV1,
+    LineItemV1,
     PipelineCreatedV1,
     PipelineDeletedV1,
     PipelineUpdatedV1,
@@ -29,7 +34,11 @@ __all__ = [
     "PAYLOADS",
     "SUBSCRIPTIONS",
     "CloudEvent",
+    "ContactV1",
+    "DealCreatedV1",
     "DealLostV1",
+    "DealSnapshot",
+    "DealUpdatedV1",
     "DealWonV1",
     "EventPayload",
     "LeadAssignedV1",
@@ -39,6 +48,7 @@ __all__ = [
     "LeadScoredV1",
     "LeadStatusChangedV1",
     "LeadUpdatedV1",
+    "LineItemV1",
     "PipelineCreatedV1",
     "PipelineDeletedV1",
     "PipelineUpdatedV1",

@@ -7,7 +7,9 @@ in one place. docs/architecture.md mirrors it for humans.
 from __future__ import annotations
 
 from services.contracts.deals import (
+    DealCreatedV1,
     DealLostV1,
+    DealUpdatedV1,
     DealWonV1,
     PipelineCreatedV1,
     PipelineDeletedV1,
@@ -36,8 +38,8 @@ from services.contracts.tasks import TaskOverdueV1
 PAYLOADS: dict[str, type[EventPayload]] = {model.type(): model for model in (
     LeadCreatedV1, LeadMergedV1, LeadStatusChangedV1, LeadUpdatedV1, LeadQualifiedV1, LeadAssignedV1,
     LeadScoredV1, MemberCreatedV1, MemberUpdatedV1, TeamCreatedV1, TeamUpdatedV1, TeamDeletedV1,
-    DealWonV1, DealLostV1, PipelineCreatedV1, PipelineUpdatedV1, PipelineDeletedV1, PlaybookUpdatedV1,
-    TaskOverdueV1,
+    DealCreatedV1, DealUpdatedV1, DealWonV1, DealLostV1, PipelineCreatedV1, PipelineUpdatedV1, PipelineDeletedV1,
+    PlaybookUpdatedV1, TaskOverdueV1,
 )}
 
 # consumer service -> the event names it subscribes to
@@ -46,6 +48,8 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # Outcomes train the learned conversion model; a won deal hands the client to a farmer; a missed
     # first-contact deadline reassigns the lead.
     "leads": frozenset({"deal.won", "deal.lost", "task.overdue"}),
+    # A qualified lead opens a deal (the hunter -> closer hand-off).
+    "deals": frozenset({"lead.qualified"}),
 }
 
 

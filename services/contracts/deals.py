@@ -1,4 +1,5 @@
-"""Events the deals service publishes: deal outcomes, pipelines with their stages, and playbooks (docs/deals.md).
+"""Events the deals service publishes: deals (created, updated, and their outcomes), pipelines with their stages,
+and playbooks (docs/deals.md).
 
 deal.won and deal.lost were defined ahead of the deals service so the leads service can learn from outcomes and
 hand won clients to farmers; the deals service publishes exactly these payloads. A pipeline event carries the
@@ -8,7 +9,8 @@ whole stage list, so another service keeps its own copy of a workspace's pipelin
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import ClassVar
 
 from pydantic import Field
@@ -56,6 +58,72 @@ class DealLostV1(EventPayload):
     comment: str | None = None
     lost_by: uuid.UUID | None = None
     lost_at: datetime
+
+
+class LineItemV1(EventPayload):
+    """A line of a deal (not an event): a product, how many, at what price, less a discount."""
+
+    product: str
+    quantity: Decimal = Field(description="A decimal string, more than zero")
+    price: Money = Field(description="The price of one unit")
+    discount_percent: Decimal = Field(description="0-100, a decimal string")
+
+
+class ContactV1(EventPayload):
+    """The person at the client the deal is with (not an event)."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class DealSnapshot(EventPayload):
+    """Every field of a deal (the base of deal.created/updated): a consumer keeps its own copy by upserting it
+    (newest `deal_version` wins)."""
+
+    deal_id: uuid.UUID
+    workspace_id: uuid.UUID
+    pipeline_id: uuid.UUID
+    stage_id: uuid.UUID
+    title: str
+    amount: Money | None = None
+    line_items: list[LineItemV1] = Field(default_factory=list)
+    expected_close_date: date | None = None
+    company: str | None = None
+    contact: ContactV1 | None = None
+    owner_id: uuid.UUID | None = None
+    lead_id: uuid.UUID | None = Field(default=None, description="The lead the deal was opened from, if any")
+    source: str | None = None
+    channel: str | None = None
+    region: str | None = None
+    products: list[str] = Field(default_factory=list)
+    custom: dict[str, object] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    status: str = Field(description="open, won, lost or completed")
+    stage_entered_at: datetime
+    deal_version: int
+    created_by: uuid.UUID | None = Field(default=None, description="Null for a deal opened from lead.qualified")
+    created_at: datetime
+    updated_at: datetime
+
+
+class DealCreatedV1(DealSnapshot):
+    """A deal was opened: by hand (POST /v1/deals) or from a qualified lead (lead.qualified)."""
+
+    event: ClassVar[str] = "deal.created"
+    version: ClassVar[int] = 1
+    producer: ClassVar[str] = "deals"
+
+
+class DealUpdatedV1(DealSnapshot):
+    """A deal's fields changed (PATCH /v1/deals/{id}); `changed` names them."""
+
+    event: ClassVar[str] = "deal.updated"
+    version: ClassVar[int] = 1
+    producer: ClassVar[str] = "deals"
+
+    changed: list[str]
+    updated_by: uuid.UUID
 
 
 # ------------------------------------------------------------------------------------------------ pipelines

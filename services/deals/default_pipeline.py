@@ -1,16 +1,18 @@
 """The pipeline a workspace starts with: a classic B2B process, from a new lead to a client onboarded.
 
-Created on a workspace's first call to a pipeline endpoint. Two first calls at once create one pipeline: both
-insert it with ON CONFLICT DO NOTHING against the one-default-per-workspace index, the second waits for the
-first to commit and inserts nothing, and only the one that inserted adds the stages, playbooks and events.
+Created on a workspace's first call to a pipeline endpoint or POST /v1/deals, or with its first lead.qualified.
+Two first calls at once create one pipeline: both insert it with ON CONFLICT DO NOTHING against the
+one-default-per-workspace index, the second waits for the first to commit and inserts nothing, and only the one
+that inserted adds the stages, playbooks and events.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from services.common.auth import Principal, Role
-from services.common.db import Database
+from services.common.auth import ALL_WORKSPACES, Principal, Role
+from services.common.db import Connection, Database
 from services.deals import playbooks
 from services.deals.pipelines import PipelineRepository
 
@@ -112,18 +114,28 @@ async def ensure_default(db: Database, principal: Principal) -> None:
         ):
             return
     async with db.transaction() as conn:
-        created = await PipelineRepository(conn, principal).add(
-            {"name": NAME, "description": DESCRIPTION, "audience": [], "is_default": True, "position": 0},
-            STAGES, created_by=None,
-        )
-        if created is None:
-            return  # another first call created it
-        _, stages = created
-        for stage in stages:
-            starter = PLAYBOOKS.get(stage["name"])
-            if starter is not None:
-                script, steps = starter
-                await playbooks.save(
-                    conn, principal.workspace_id, stage["pipeline_id"], stage["id"], script, steps,
-                    by=None, latest=None,
-                )
+        await provision(conn, principal.workspace_id)
+
+
+async def provision(conn: Connection, workspace_id: uuid.UUID) -> None:
+    """Creates the workspace's default pipeline in the caller's transaction unless it has one (an event handler
+    provisions the workspace this way, in its inbox transaction). A concurrent first use waits on the
+    one-default index and inserts nothing."""
+    if await conn.fetchval("SELECT true FROM deals.pipelines WHERE workspace_id = $1 AND is_default", workspace_id):
+        return
+    # Voronka itself provisions: created_by and the playbooks' authors are null.
+    voronka = Principal(workspace_id=workspace_id, user_id=ALL_WORKSPACES, role=Role.admin)
+    created = await PipelineRepository(conn, voronka).add(
+        {"name": NAME, "description": DESCRIPTION, "audience": [], "is_default": True, "position": 0},
+        STAGES, created_by=None,
+    )
+    if created is None:
+        return  # another first call created it
+    _, stages = created
+    for stage in stages:
+        starter = PLAYBOOKS.get(stage["name"])
+        if starter is not None:
+            script, steps = starter
+            await playbooks.save(
+                conn, workspace_id, stage["pipeline_id"], stage["id"], script, steps, by=None, latest=None,
+            )

@@ -4,8 +4,9 @@ publishing its pipeline.* event in the transaction that makes the change.
 A pipeline's stages are written as a whole: a change deletes the pipeline's stage rows and inserts the new list
 (ids kept for the stages that stay), so positions and the won/completed marks stay unique per pipeline without
 deferred constraints. Every change locks the pipeline row first, so two changes of one pipeline never interleave.
-Removing a stage removes its playbook; deals do not exist yet, so nothing else refers to a stage (when deals
-arrive, removing a stage that deals are in must be refused or move them).
+Removing a stage removes its playbook; a stage that deals are in cannot be removed, nor a pipeline that has deals
+(409: move the deals first). The pipeline's row lock is what makes that check safe: opening a deal share-locks
+the pipeline row (services.deals.opening.place).
 """
 
 from __future__ import annotations
@@ -181,6 +182,8 @@ class PipelineRepository:
                 new_stages = None
         if not changed and new_stages is None:
             return current, old_stages
+        if removed:
+            await self._refuse_if_deals(current["id"], removed)
         if changed.get("is_default"):
             await self._demote_default(current["id"])
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(changed, start=3))
@@ -221,6 +224,7 @@ class PipelineRepository:
                 errors=[{"field": "is_default", "code": "default_pipeline",
                          "message": "This is the workspace's default pipeline."}],
             )
+        await self._refuse_if_deals(pipeline["id"], None)
         stage_ids = await self.conn.fetch(
             "DELETE FROM deals.stages WHERE workspace_id = $1 AND pipeline_id = $2 RETURNING id",
             self.workspace_id, pipeline["id"],
@@ -237,6 +241,22 @@ class PipelineRepository:
             ),
             workspace_id=self.workspace_id, subject=pipeline["id"],
         )
+
+    async def _refuse_if_deals(self, pipeline_id: uuid.UUID, stage_ids: list[uuid.UUID] | None) -> None:
+        """409 when deals are in the pipeline (stage_ids None) or in one of these of its stages."""
+        count = await self.conn.fetchval(
+            """
+            SELECT count(*) FROM deals.deals
+            WHERE workspace_id = $1 AND pipeline_id = $2 AND ($3::uuid[] IS NULL OR stage_id = ANY($3::uuid[]))
+            """,
+            self.workspace_id, pipeline_id, stage_ids,
+        )
+        if count:
+            where = "in the stages this change removes" if stage_ids is not None else "in this pipeline"
+            raise Conflict(
+                f"{count} deal(s) are {where}; move them to another stage first.",
+                errors=[{"field": "stages", "code": "stage_has_deals", "message": f"{count} deal(s) {where}."}],
+            )
 
     def _keep_ids(
         self, stages: Sequence[Mapping[str, Any]], old_stages: Sequence[asyncpg.Record]

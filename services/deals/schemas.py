@@ -1,13 +1,15 @@
-"""Request and response models of the deals API: pipelines, stages, the pipeline check and playbooks."""
+"""Request and response models of the deals API: pipelines, stages, the pipeline check, playbooks and deals."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.common.money import Money
 from services.common.text import NoNul
 from services.deals import playbooks, stages
 from services.deals.stages import Phase
@@ -165,3 +167,112 @@ class PlaybookOut(BaseModel):
 class PlaybookPage(BaseModel):
     items: list[PlaybookOut]
     next_cursor: str | None
+
+
+# ---------------------------------------------------------------------------------------------------- deals
+
+Title = Annotated[str, NoNul, Field(min_length=1, max_length=200)]
+Short = Annotated[str, NoNul, Field(min_length=1, max_length=200)]
+Quantity = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
+Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+DealStatus = Literal["open", "won", "lost", "completed"]
+
+
+class ContactIn(BaseModel):
+    """The person at the client: any of name, email, phone."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Short | None = None
+    email: Annotated[str, NoNul, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    phone: Annotated[str, NoNul, Field(min_length=1, max_length=50)] | None = None
+
+
+class LineItemIn(BaseModel):
+    """A line of the deal: `quantity` units of `product` at `price` each, less `discount_percent`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    product: Short
+    quantity: Quantity = Field(description='A decimal string, more than zero, e.g. "2" or "1.5"')
+    price: Money = Field(description='The price of one unit: {"amount": "100.00", "currency": "USD"}')
+    discount_percent: Percent = Field(default=Decimal(0), description="0-100, default 0")
+
+
+class DealFields(BaseModel):
+    """The fields a deal is created with and changed by."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    amount: Money | None = Field(
+        default=None, description='{"amount": "15000.00", "currency": "USD"}; default: the line items\' total'
+    )
+    line_items: list[LineItemIn] | None = Field(default=None, max_length=100, description="All in one currency")
+    expected_close_date: date | None = None
+    company: Short | None = None
+    contact: ContactIn | None = None
+    owner_id: uuid.UUID | None = Field(default=None, description="Heads of sales and admins only; default: you")
+    source: Short | None = None
+    channel: Short | None = None
+    region: Short | None = None
+    products: list[Tag] | None = Field(default=None, max_length=50)
+    custom: dict[str, Any] | None = Field(default=None, description="Your own fields; PATCH merges them key by key")
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+
+
+class DealCreate(DealFields):
+    title: Title
+    pipeline_id: uuid.UUID | None = Field(default=None, description="Default: the workspace's default pipeline")
+    stage_id: uuid.UUID | None = Field(default=None, description="Default: the pipeline's first stage")
+
+
+class DealPatch(DealFields):
+    """Only the fields present change; null clears one (not `title`); `custom` merges key by key (a key sent as
+    null is removed). The stage and the status change through their own operations (next part)."""
+
+    title: Title | None = None
+
+
+class ContactOut(BaseModel):
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class LineItemOut(BaseModel):
+    product: str
+    quantity: Decimal
+    price: Money
+    discount_percent: Decimal
+
+
+class DealOut(BaseModel):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    pipeline_id: uuid.UUID
+    stage_id: uuid.UUID
+    title: str
+    amount: Money | None
+    line_items: list[LineItemOut]
+    expected_close_date: date | None
+    company: str | None
+    contact: ContactOut | None
+    owner_id: uuid.UUID | None
+    lead_id: uuid.UUID | None = Field(description="The lead the deal was opened from (lead.qualified), if any")
+    source: str | None
+    channel: str | None
+    region: str | None
+    products: list[str]
+    custom: dict[str, Any]
+    tags: list[str]
+    status: DealStatus
+    stage_entered_at: datetime
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class DealPage(BaseModel):
+    items: list[DealOut]
+    next_cursor: str | None = None

@@ -451,7 +451,7 @@ async def test_new_events_do_not_cut_short_the_back_off_from_a_consumer_that_is_
         CREATE FUNCTION public.count_subscription_update() RETURNS trigger LANGUAGE plpgsql AS
             $$ BEGIN INSERT INTO public.subscription_updates VALUES (1); RETURN NEW; END $$;
         CREATE TRIGGER counted AFTER UPDATE ON leads.subscriptions
-            FOR EACH ROW EXECUTE FUNCTION public.count_subscription_update();
+            FOR EACH ROW WHEN (NEW.subscriber = 'reporting') EXECUTE FUNCTION public.count_subscription_update();
         GRANT INSERT ON public.subscription_updates TO voronka_leads;
         """
     )
