@@ -9,11 +9,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import orjson
 import uvicorn
 
 from services.common.auth import Role, issue_token, service_token
 from services.common.settings import get_settings
+from services.common.signing import DeliverySigner
 
 T = TypeVar("T")
 
@@ -82,3 +84,16 @@ def events_in(body: bytes) -> list[dict[str, Any]]:
     parsed = orjson.loads(body)
     events: list[dict[str, Any]] = parsed if isinstance(parsed, list) else [parsed]
     return events
+
+
+async def deliver_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> None:
+    """POSTs CloudEvents to the service `client` points at as a dispatcher delivers them (one signed batch to
+    /events), asserting every one was applied."""
+    signer = DeliverySigner(get_settings().events_secret.get_secret_value())
+    body = orjson.dumps(list(events))
+    response = await client.post(
+        "/events", content=body,
+        headers={**signer.headers(body), "content-type": "application/cloudevents-batch+json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["failure"] is None, response.text

@@ -10,32 +10,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from services.common.auth import Role
 from services.common.money import Money
 from services.common.outbox import cloud_event
-from services.common.settings import get_settings
-from services.common.signing import DeliverySigner
-from services.common.testing import token_for
+from services.common.testing import deliver_events, token_for
 from services.contracts import LeadQualifiedV1, QualificationV1
 
 
 @pytest.fixture
 async def deliver(stack, deals) -> AsyncIterator[Any]:
-    """Delivers CloudEvents to the deals service as a dispatcher does: signed, to /events."""
-    signer = DeliverySigner(get_settings().events_secret.get_secret_value())
+    """Delivers CloudEvents to the deals service as the dispatcher does: signed, to /events."""
     async with httpx.AsyncClient(base_url=stack.url("deals")) as client:
 
         async def send(*events: dict) -> None:
-            body = orjson.dumps(list(events))
-            response = await client.post(
-                "/events", content=body,
-                headers={**signer.headers(body), "content-type": "application/cloudevents-batch+json"},
-            )
-            assert response.status_code == 200, response.text
-            assert response.json()["failure"] is None, response.text
+            await deliver_events(client, *events)
 
         yield send
 

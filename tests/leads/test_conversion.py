@@ -13,15 +13,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.auth import Role
-from services.common.settings import get_settings
-from services.common.signing import DeliverySigner
-from services.common.testing import eventually, token_for
+from services.common.testing import deliver_events, eventually, token_for
 from services.leads import conversion, conversion_training, score_inputs, scoring
 from services.leads.conversion import Predictor
 from services.leads.conversion_training import Example
@@ -250,15 +247,8 @@ def deal_event(
 
 async def deliver(stack, *events: dict) -> None:
     """Signed, as the deals service's dispatcher delivers them, in one batch."""
-    signer = DeliverySigner(get_settings().events_secret.get_secret_value())
-    body = orjson.dumps(list(events))
     async with httpx.AsyncClient(base_url=stack.url("leads")) as client:
-        response = await client.post(
-            "/events", content=body,
-            headers={**signer.headers(body), "content-type": "application/cloudevents-batch+json"},
-        )
-    assert response.status_code == 200, response.text
-    assert response.json()["failure"] is None, response.json()
+        await deliver_events(client, *events)
 
 
 async def create_leads(client: httpx.AsyncClient, items: list[dict]) -> list[str]:

@@ -10,13 +10,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
-import orjson
 import pytest
 
 from services.common.db import Database
 from services.common.outbox import cloud_event
-from services.common.settings import get_settings
-from services.common.signing import DeliverySigner
+from services.common.testing import deliver_events
 from services.contracts import DealWonV1, TaskOverdueV1
 from services.leads.assignment_worker import AssignmentWorker
 
@@ -29,17 +27,10 @@ ANSWERS = {"budget": {"amount": "100", "currency": "EUR"}, "need": "Calls"}
 @pytest.fixture
 async def deliver(stack, admin) -> AsyncIterator[Any]:
     """Delivers CloudEvents to the leads service as the dispatcher does: signed, to /events."""
-    signer = DeliverySigner(get_settings().events_secret.get_secret_value())
     async with httpx.AsyncClient(base_url=stack.url("leads")) as client:
 
         async def send(*events: dict) -> None:
-            body = orjson.dumps(list(events))
-            response = await client.post(
-                "/events", content=body,
-                headers={**signer.headers(body), "content-type": "application/cloudevents-batch+json"},
-            )
-            assert response.status_code == 200, response.text
-            assert response.json()["failure"] is None, response.text
+            await deliver_events(client, *events)
 
         yield send
 
